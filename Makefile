@@ -1,0 +1,50 @@
+# The two commands of the README: `make book` and `make test`. Each sets up .venv when it is missing.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PROFILE ?= auto
+STAMP := $(VENV)/.installed
+
+# Data: $LOSSDECAY_DATA if set, else ../shared/data when this checkout has it beside it.
+ifeq ($(origin LOSSDECAY_DATA), undefined)
+  ifneq ($(wildcard ../shared/data),)
+    export LOSSDECAY_DATA := $(abspath ../shared/data)
+  endif
+endif
+# Tests and CI run the chapters on one thread per process: deterministic and kind to 2-core machines.
+TEST_ENV := OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
+
+.PHONY: setup book test unit clean sync
+
+setup: $(STAMP)
+
+$(STAMP): requirements.txt pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -r requirements.txt
+	$(PY) -m pip install -q --no-deps -e .
+	touch $@
+
+## make book: execute every chapter with papermill (PROFILE=auto|smoke|cpu|gpu|paper) and build _build/html.
+book: $(STAMP)
+	$(PY) -m lossdecay_lib.chapters run --profile $(PROFILE) --out _build/executed
+	$(PY) -m lossdecay_lib.chapters build --executed _build/executed
+	@echo "open _build/html/index.html"
+
+## make test: unit tests, every chapter executed in the smoke profile, the book built from it, and nbval.
+test: $(STAMP)
+	$(TEST_ENV) $(PY) -m lossdecay_lib.chapters run --profile smoke --out _build/test
+	$(TEST_ENV) $(PY) -m lossdecay_lib.chapters build --executed _build/test --out _build/test-site
+	LOSSDECAY_TEST_BOOK=_build/test-site/_build/html $(TEST_ENV) $(PY) -m pytest tests _build/test/*.ipynb \
+		--nbval-lax --nbval-current-env -q
+
+unit: $(STAMP)
+	$(TEST_ENV) $(PY) -m pytest tests -q
+
+## make sync: bring each paired notebook in book/ up to date with its .py source.
+sync: $(STAMP)
+	$(VENV)/bin/jupytext --sync book/*.py
+
+clean:
+	rm -rf _build

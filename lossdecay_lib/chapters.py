@@ -1,0 +1,175 @@
+"""Execute the book's chapters with papermill and build the HTML book from the executed copies.
+
+The paired sources in ``book/`` are never written to: papermill's output goes under ``_build/`` (writing
+over a paired ``.ipynb`` would copy the injected parameters into the source at the next sync).
+
+Command line (from a checkout; ``make book`` and ``make test`` call it)::
+
+    python -m lossdecay_lib.chapters run --profile smoke --out _build/test
+    python -m lossdecay_lib.chapters run --only schedules --profile gpu -p seed 3
+    python -m lossdecay_lib.chapters build --executed _build/executed
+
+Or run one chapter with papermill directly:
+``papermill book/schedules.ipynb _build/out.ipynb -p profile gpu -p seed 3``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence
+
+__all__ = ["repo_root", "list_chapters", "execute_chapter", "run_chapters", "stage_book", "build_book", "main"]
+
+INJECTED_TAG = "injected-parameters"
+HIDE_TAG = "remove-cell"
+
+
+def repo_root(start: Optional[Path] = None) -> Path:
+    """The checkout's root: the nearest folder above ``start`` (default: cwd) holding ``_toc.yml``."""
+    here = Path(start or Path.cwd()).resolve()
+    for d in (here, *here.parents):
+        if (d / "_toc.yml").is_file() and (d / "book").is_dir():
+            return d
+    raise FileNotFoundError(f"no _toc.yml with a book/ folder beside it in {here} or above: run this from a checkout")
+
+
+def list_chapters(root: Path) -> List[str]:
+    """Chapter names (``book/<name>.ipynb`` with a paired ``.py``), in the order of ``_toc.yml``."""
+    names = []
+    for line in (root / "_toc.yml").read_text().splitlines():
+        line = line.split("#", 1)[0].strip()
+        for key in ("- file:", "root:"):
+            if line.startswith(key):
+                entry = line[len(key):].strip()
+                if entry.startswith("book/"):
+                    name = entry[len("book/"):]
+                    if (root / "book" / f"{name}.py").is_file():
+                        names.append(name)
+    return names
+
+
+def _hide_injected_cells(path: Path) -> None:
+    nb = json.loads(path.read_text())
+    for cell in nb["cells"]:
+        tags = cell.setdefault("metadata", {}).setdefault("tags", [])
+        if INJECTED_TAG in tags and HIDE_TAG not in tags:
+            tags.append(HIDE_TAG)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(nb, indent=1))
+    tmp.replace(path)
+
+
+def execute_chapter(root: Path, name: str, out_dir: Path, parameters: Dict) -> float:
+    """Execute ``book/<name>.ipynb`` with ``parameters`` into ``out_dir/<name>.ipynb``; return seconds.
+
+    A chapter that raises makes this raise (papermill's ``PapermillExecutionError``), naming the cell.
+    """
+    import papermill
+
+    src = root / "book" / f"{name}.ipynb"
+    if not src.is_file():
+        raise FileNotFoundError(f"{src} is missing: run `jupytext --sync book/{name}.py` to create the pair")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    out = out_dir / f"{name}.ipynb"
+    if out.resolve() == src.resolve():
+        raise ValueError("refusing to write papermill output over the paired source notebook")
+    t0 = time.perf_counter()
+    papermill.execute_notebook(
+        str(src), str(out), parameters=parameters, kernel_name="python3", cwd=str(root / "book"),
+        progress_bar=False,
+    )
+    _hide_injected_cells(out)
+    return time.perf_counter() - t0
+
+
+def run_chapters(root: Path, out_dir: Path, parameters: Dict, only: Sequence[str] = ()) -> Dict[str, float]:
+    """Execute the chapters (all, or ``only``) and record their wall times in ``out_dir/timings.json``."""
+    chapters = list_chapters(root)
+    unknown = [n for n in only if n not in chapters]
+    if unknown:
+        raise ValueError(f"unknown chapter(s) {', '.join(unknown)}; chapters: {', '.join(chapters)}")
+    timings = {}
+    for name in only or chapters:
+        print(f"executing {name} with {parameters} ...", flush=True)
+        timings[name] = round(execute_chapter(root, name, out_dir, parameters), 1)
+        print(f"  {name}: {timings[name]} s", flush=True)
+    log = out_dir / "timings.json"
+    old = json.loads(log.read_text()) if log.is_file() else {}
+    old.update({n: {"seconds": s, "parameters": parameters} for n, s in timings.items()})
+    log.write_text(json.dumps(old, indent=1, sort_keys=True))
+    return timings
+
+
+def stage_book(root: Path, executed: Path, site: Path) -> Path:
+    """Lay out the book's sources with the executed chapters in place of the paired notebooks."""
+    if site.exists():
+        shutil.rmtree(site)
+    (site / "book").mkdir(parents=True)
+    for f in ("_config.yml", "_toc.yml"):
+        shutil.copy2(root / f, site / f)
+    for md in (root / "book").glob("*.md"):
+        shutil.copy2(md, site / "book" / md.name)
+    for name in list_chapters(root):
+        nb = executed / f"{name}.ipynb"
+        if not nb.is_file():
+            raise FileNotFoundError(f"chapter {name} has not been executed into {executed}: run `make book`")
+        shutil.copy2(nb, site / "book" / nb.name)
+    return site
+
+
+def build_book(root: Path, executed: Path, path_output: Optional[Path] = None) -> Path:
+    """Build the HTML book from the executed chapters into ``<path_output>/_build/html``.
+
+    ``path_output`` defaults to the checkout (so ``_build/html``). Fails on any Sphinx warning.
+    """
+    path_output = Path(path_output or root).resolve()
+    site = stage_book(root, executed, path_output / "_build" / "site")
+    jupyter_book = Path(sys.executable).with_name("jupyter-book")
+    cmd = [str(jupyter_book) if jupyter_book.exists() else "jupyter-book", "build", str(site), "--path-output", str(path_output),
+           "-W", "--keep-going", "-n", "--quiet"]
+    subprocess.run(cmd, check=True)
+    return path_output / "_build" / "html"
+
+
+def _parse_value(text: str):
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m lossdecay_lib.chapters", description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="execute chapters with papermill")
+    run.add_argument("--profile", default="auto")
+    run.add_argument("--seed", type=int, default=None)
+    run.add_argument("--only", nargs="*", default=[], help="chapter names (default: all)")
+    run.add_argument("--out", default="_build/executed", help="folder for executed notebooks (under _build/)")
+    run.add_argument("-p", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"), help="extra parameter")
+    build = sub.add_parser("build", help="build the HTML book from executed chapters")
+    build.add_argument("--executed", default="_build/executed")
+    build.add_argument("--out", default=None, help="folder that receives _build/html (default: the checkout)")
+    args = parser.parse_args(argv)
+
+    root = repo_root()
+    if args.command == "run":
+        params = {"profile": args.profile}
+        if args.seed is not None:
+            params["seed"] = args.seed
+        params.update({k: _parse_value(v) for k, v in args.p})
+        run_chapters(root, root / args.out, params, args.only)
+    else:
+        html = build_book(root, root / args.executed, root / args.out if args.out else None)
+        print(f"book built: {html / 'index.html'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

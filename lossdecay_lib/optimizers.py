@@ -1,0 +1,70 @@
+"""Optimizers by name, and the one momentum form torch does not ship.
+
+PyTorch's SGD keeps the learning rate *outside* the momentum buffer (``v = mu v + g; p -= lr v``).
+Polyak's heavy ball, as many papers and Sutskever et al. (2013) write it, keeps it *inside*
+(``v = mu v + lr g; p -= v``). With a constant learning rate the two are the same method; with a
+learning rate or a loss weight that changes over training they are not, and which one is used decides
+whether loss decay equals learning-rate decay (chapter "Loss decay or learning-rate decay?").
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Dict, Iterable
+
+import torch
+
+__all__ = ["HeavyBallSGD", "OPTIMIZERS", "build_optimizer"]
+
+
+class HeavyBallSGD(torch.optim.Optimizer):
+    """SGD with heavy-ball momentum, learning rate inside the velocity (Polyak 1964).
+
+    ``v <- momentum * v + lr * (g + weight_decay * p)``; ``p <- p - v``.
+    """
+
+    def __init__(self, params: Iterable, lr: float, momentum: float = 0.0, weight_decay: float = 0.0):
+        if lr < 0 or not 0.0 <= momentum < 1.0 or weight_decay < 0:
+            raise ValueError(f"invalid HeavyBallSGD settings: lr={lr}, momentum={momentum}, weight_decay={weight_decay}")
+        super().__init__(params, dict(lr=lr, momentum=momentum, weight_decay=weight_decay))
+
+    @torch.no_grad()
+    def step(self, closure: Callable | None = None):
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        for group in self.param_groups:
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                d = p.grad
+                if group["weight_decay"]:
+                    d = d.add(p, alpha=group["weight_decay"])
+                state = self.state[p]
+                if "velocity" not in state:
+                    state["velocity"] = torch.zeros_like(p)
+                v = state["velocity"]
+                v.mul_(group["momentum"]).add_(d, alpha=group["lr"])
+                p.sub_(v)
+        return loss
+
+
+def _sgd(params, lr, momentum=0.0, weight_decay=0.0, **kw):
+    return torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay, **kw)
+
+
+OPTIMIZERS: Dict[str, Callable[..., torch.optim.Optimizer]] = {
+    "sgd": _sgd,
+    "heavy_ball_sgd": HeavyBallSGD,
+    "adam": torch.optim.Adam,
+    "adamw": torch.optim.AdamW,
+}
+
+
+def build_optimizer(name: str, params: Iterable, **settings) -> torch.optim.Optimizer:
+    """An optimizer from its name; an unknown name is an error that lists the valid ones."""
+    try:
+        factory = OPTIMIZERS[name]
+    except KeyError:
+        raise ValueError(f"unknown optimizer {name!r}; valid optimizers: {', '.join(sorted(OPTIMIZERS))}") from None
+    return factory(params, **settings)

@@ -1,0 +1,129 @@
+"""The book's figures: one style, one function per kind of figure. Chapters never style plots.
+
+Every function returns the matplotlib ``Figure`` and titles and labels it so that it stands on its own
+(the paper's own figures are missing from its text).
+"""
+
+from __future__ import annotations
+
+from typing import Dict, Mapping, Optional, Sequence
+
+import matplotlib
+
+import matplotlib.pyplot as plt
+import numpy as np
+
+from .schedules import Schedule, curve
+
+__all__ = ["use_style", "plot_schedules", "plot_identity_gaps", "plot_adam_multiplier", "plot_curves"]
+
+PALETTE = ["#0b5394", "#cc4125", "#38761d", "#e69138", "#674ea7", "#45818e", "#a61c00", "#7f6000", "#999999"]
+
+
+def use_style() -> None:
+    """The book's plot style (applied by every plotting function; call it for your own figures)."""
+    matplotlib.rcParams.update(
+        {
+            "figure.dpi": 110,
+            "savefig.dpi": 110,
+            "figure.figsize": (7.5, 4.0),
+            "axes.grid": True,
+            "grid.alpha": 0.3,
+            "axes.spines.top": False,
+            "axes.spines.right": False,
+            "axes.prop_cycle": matplotlib.cycler(color=PALETTE),
+            "axes.titlesize": 11,
+            "axes.labelsize": 10,
+            "legend.fontsize": 8.5,
+            "legend.frameon": False,
+            "font.size": 10,
+        }
+    )
+
+
+def plot_schedules(
+    panels: Mapping[str, Mapping[str, Schedule]],
+    epochs: int = 100,
+    steps_per_epoch: int = 20,
+    ylabels: Optional[Mapping[str, str]] = None,
+    ncols: int = 2,
+    markers: Sequence[str] = (),
+):
+    """One panel per group of schedules, each drawn over an ``epochs``-long run.
+
+    ``markers``: names of schedules drawn as dots at every step (random weights), not lines.
+    """
+    use_style()
+    n = len(panels)
+    nrows = int(np.ceil(n / ncols))
+    fig, axes = plt.subplots(nrows, ncols, figsize=(5.2 * ncols, 3.4 * nrows), squeeze=False)
+    for ax, (title, group) in zip(axes.flat, panels.items()):
+        for name, sched in group.items():
+            xs, ys = curve(sched, epochs, steps_per_epoch)
+            if name in markers:
+                ax.plot(xs, ys, ".", ms=1.5, alpha=0.5, label=name)
+            else:
+                ax.plot(xs, ys, lw=1.8, label=name)
+        ax.axhline(0, color="black", lw=0.6)
+        ax.set_title(title)
+        ax.set_xlabel(f"epoch (of {epochs})")
+        ax.set_ylabel((ylabels or {}).get(title, "value"))
+        ax.legend(loc="best")
+    for ax in list(axes.flat)[n:]:
+        ax.set_visible(False)
+    fig.tight_layout()
+    return fig
+
+
+def plot_identity_gaps(results, threshold: float):
+    """Horizontal bars of the relative trajectory gap for each identity, on a log scale."""
+    use_style()
+    names = [r.identity.setting for r in results]
+    gaps = np.array([max(r.gap, 1e-18) for r in results])
+    colors = [PALETTE[2] if r.identical else PALETTE[1] for r in results]
+    fig, ax = plt.subplots(figsize=(8.5, 0.38 * len(results) + 1.2))
+    y = np.arange(len(results))[::-1]
+    ax.barh(y, gaps, color=colors, left=1e-18)
+    ax.set_xscale("log")
+    ax.set_yticks(y, names)
+    ax.axvline(threshold, color="black", ls="--", lw=1)
+    ax.text(threshold, len(results) - 0.4, f"  identical below {threshold:g}", fontsize=8, va="bottom")
+    ax.set_xlabel("largest gap between the two trajectories / distance travelled")
+    ax.set_title("Loss decay against learning-rate decay: same trajectory (green) or not (red)")
+    ax.grid(axis="y", visible=False)
+    fig.tight_layout()
+    return fig
+
+
+def plot_adam_multiplier(mult, title: str = "What a decaying loss weight does to Adam's step"):
+    """The loss weight, the step multiplier it produced under Adam, and the lag-model prediction."""
+    use_style()
+    fig, ax = plt.subplots()
+    steps = np.arange(1, len(mult.weights) + 1)
+    w = np.asarray(mult.weights)
+    ax.plot(steps, w, color=PALETTE[8], ls="--", label="loss weight $w_t$ (= the multiplier under lr decay)")
+    ax.plot(steps, mult.measured, color=PALETTE[0], lw=2, label="measured: |Adam step with $w_t$| / |step without|")
+    ax.plot(steps, mult.predicted, color=PALETTE[3], ls=":", lw=2,
+            label=r"lag model: EMA$_{\beta_1}(w)$ / sqrt(EMA$_{\beta_2}(w^2)$)")
+    ax.set_xlabel("optimizer step")
+    ax.set_ylabel("step multiplier")
+    ax.set_title(title)
+    ax.legend()
+    fig.tight_layout()
+    return fig
+
+
+def plot_curves(x, series: Dict[str, Sequence[float]], xlabel: str, ylabel: str, title: str, logy: bool = False):
+    """Several named curves against one x axis."""
+    use_style()
+    fig, ax = plt.subplots()
+    for name, ys in series.items():
+        ax.plot(x, ys, lw=1.8, label=name)
+    if logy:
+        ax.set_yscale("log")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.legend()
+    fig.tight_layout()
+    return fig

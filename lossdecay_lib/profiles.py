@@ -1,0 +1,100 @@
+"""Profiles: one parameter, ``profile``, sets the scale of every experiment in the book.
+
+- ``smoke``: for tests; each chapter runs in well under a minute on 2 CPU cores (on real data).
+- ``cpu``: a real but reduced experiment a laptop CPU finishes in minutes per chapter.
+- ``gpu``: full-size data on one modern GPU, minutes per chapter.
+- ``paper``: the paper's own protocol (epochs, batch sizes, networks).
+- ``auto`` (the default of every chapter) picks ``gpu`` when CUDA is available, else ``cpu``.
+
+The sizes live here and nowhere else; a chapter reads ``get_profile(profile).<section>``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Dict
+
+import torch
+
+__all__ = ["Profile", "EquivalenceSizes", "PROFILES", "PROFILE_NAMES", "get_profile", "resolve_device"]
+
+
+@dataclass(frozen=True)
+class EquivalenceSizes:
+    """Chapter "Loss decay or learning-rate decay?": a small real network, trained in float64."""
+
+    steps: int  # optimizer steps compared side by side
+    batch_size: int
+    per_class: int  # CIFAR-10 training images per class (a balanced subset)
+    depth: int  # weight layers of the plain network
+    width: int  # channels of its first stage (then 2x, 4x)
+
+
+@dataclass(frozen=True)
+class Profile:
+    name: str
+    description: str
+    seeds: int  # seeds per comparison
+    curve_steps_per_epoch: int  # how finely schedule curves are sampled in figures
+    equivalence: EquivalenceSizes
+
+    def as_dict(self) -> Dict:
+        return asdict(self)
+
+
+PROFILES: Dict[str, Profile] = {
+    "smoke": Profile(
+        name="smoke",
+        description="tests: every chapter well under a minute on 2 CPU cores",
+        seeds=1,
+        curve_steps_per_epoch=5,
+        equivalence=EquivalenceSizes(steps=20, batch_size=16, per_class=16, depth=6, width=8),
+    ),
+    "cpu": Profile(
+        name="cpu",
+        description="a real but reduced experiment: minutes per chapter on a laptop CPU",
+        seeds=3,
+        curve_steps_per_epoch=50,
+        equivalence=EquivalenceSizes(steps=200, batch_size=64, per_class=128, depth=8, width=16),
+    ),
+    "gpu": Profile(
+        name="gpu",
+        description="full-size data on one modern GPU: minutes per chapter",
+        seeds=3,
+        curve_steps_per_epoch=50,
+        equivalence=EquivalenceSizes(steps=500, batch_size=128, per_class=512, depth=10, width=16),
+    ),
+    "paper": Profile(
+        name="paper",
+        description="the paper's own protocol (epochs, batch sizes, networks)",
+        seeds=3,
+        curve_steps_per_epoch=50,
+        equivalence=EquivalenceSizes(steps=500, batch_size=128, per_class=512, depth=10, width=16),
+    ),
+}
+PROFILE_NAMES = tuple(PROFILES) + ("auto",)
+
+
+def get_profile(name: str = "auto") -> Profile:
+    """The profile called ``name``; ``auto`` is ``gpu`` with CUDA, else ``cpu``.
+
+    An unknown name is an error that lists the valid ones.
+    """
+    if not isinstance(name, str) or name not in PROFILE_NAMES:
+        raise ValueError(f"unknown profile {name!r}; valid profiles: {', '.join(PROFILE_NAMES)}")
+    if name == "auto":
+        name = "gpu" if torch.cuda.is_available() else "cpu"
+    return PROFILES[name]
+
+
+def resolve_device(device: str = "auto") -> torch.device:
+    """``auto``: the first CUDA device when there is one, else the CPU."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(device)
+    except RuntimeError as e:
+        raise ValueError(f"unknown device {device!r}: {e}") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {device!r} requested but CUDA is not available on this machine")
+    return dev

@@ -1,0 +1,124 @@
+"""Provenance of every result: what ran, where, when, with which seed and profile.
+
+Every number the book shows must come from a run that really happened. A chapter opens with
+:func:`start_chapter`, which prints the profile, device, library and torch versions, seed and start
+time, and closes with :meth:`ChapterRun.finish`, which prints the wall time. Files are written
+atomically (:func:`write_json_atomic`): a kill at any moment leaves the old file or the new one.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import os
+import platform
+import random
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Dict, Optional, Union
+
+import numpy as np
+import torch
+
+from . import __version__
+from .profiles import Profile, get_profile, resolve_device
+
+__all__ = ["provenance", "seed_everything", "write_json_atomic", "read_json", "ChapterRun", "start_chapter"]
+
+
+def _utc_now() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def device_name(device: torch.device) -> str:
+    """A readable name of the device: the GPU model, or the CPU and its core count."""
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"CPU ({platform.processor() or platform.machine()}, {os.cpu_count()} cores, {torch.get_num_threads()} threads)"
+
+
+def provenance(profile: Profile, seed: int, device: torch.device) -> Dict[str, Any]:
+    """The facts that make a result traceable: profile, seed, device, versions, time."""
+    return {
+        "profile": profile.name,
+        "seed": int(seed),
+        "device": str(device),
+        "device_name": device_name(device),
+        "lossdecay_lib": __version__,
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "date": _utc_now(),
+    }
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, NumPy and torch (all devices)."""
+    if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
+        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def write_json_atomic(path: Union[str, Path], obj: Any) -> Path:
+    """Write ``obj`` as JSON to ``path`` through a temporary file and a rename (atomic on POSIX)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(obj, f, indent=1, sort_keys=True)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return path
+
+
+def read_json(path: Union[str, Path]) -> Any:
+    with open(path) as f:
+        return json.load(f)
+
+
+@dataclass
+class ChapterRun:
+    """What a chapter was executed with; printed at its top, wall time printed at its end."""
+
+    profile: Profile
+    requested_profile: str
+    seed: int
+    device: torch.device
+    info: Dict[str, Any] = field(default_factory=dict)
+    started: float = field(default_factory=time.perf_counter)
+
+    def header(self) -> str:
+        i = self.info
+        asked = "" if self.requested_profile == self.profile.name else f" (from '{self.requested_profile}')"
+        return (
+            f"profile: {self.profile.name}{asked} - {self.profile.description}\n"
+            f"device: {i['device_name']}\n"
+            f"lossdecay_lib {i['lossdecay_lib']}, torch {i['torch']}, Python {i['python']}\n"
+            f"seed: {self.seed}; executed {i['date']}"
+        )
+
+    def finish(self) -> float:
+        """Print and return the chapter's wall time in seconds."""
+        wall = time.perf_counter() - self.started
+        print(f"Executed in {wall:.1f} s with profile '{self.profile.name}' on {self.info['device_name']}.")
+        return wall
+
+
+def start_chapter(profile: str = "auto", seed: int = 0, device: str = "auto", quiet: bool = False) -> ChapterRun:
+    """Validate a chapter's parameters, seed everything, and print what the chapter runs with."""
+    prof = get_profile(profile)
+    seed_everything(seed)
+    dev = resolve_device(device)
+    run = ChapterRun(prof, profile, seed, dev, provenance(prof, seed, dev))
+    if not quiet:
+        print(run.header())
+    return run

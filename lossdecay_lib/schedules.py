@@ -1,0 +1,436 @@
+"""Weight and learning-rate schedules as small, picklable objects of training progress.
+
+A schedule says one number for a point in training; where that number goes (the loss, the gradients or
+the learning rate) is not its business: see :mod:`lossdecay_lib.weighting`. Every schedule is a
+function of a :class:`Progress` (the optimizer step, how many steps make an epoch, how many epochs the
+run has), so the same object works for a 5-epoch smoke run and a 200-epoch paper run.
+
+Schedules of the paper (Wei 2019, "Forget the Learning Rate, Decay Loss") and of its code:
+
+- :func:`linear_decay` -- Fig. 2a, the loss weight falling linearly from 2 to 0 over training;
+  with ``start=3.0`` the "linear decrease schedule with a maximum value of 3" of Fig. 3a.
+- :func:`long_tail` -- the "long tail relaxation schedule" of Fig. 3a (figure missing from the text:
+  our reconstruction, an exponential relaxation whose last epochs keep small but non-zero weights).
+- :func:`authors_code_weight` -- what all three of the authors' scripts actually use: 1 before epoch 70,
+  then ``2/3 - epoch/150``. It drops 5x at epoch 70 and goes negative after epoch 100. We take it as
+  the best available reading of the "new weighting strategy" of Fig. 4a, whose figure is missing.
+- :func:`constant`; :func:`random_uniform` (Wei 2018, "random gradient": a weight drawn from U(0, 1)
+  at every step); :func:`random_half` (the authors' segmentation code: the weight applied to a random
+  half of the batches only, weight 1 on the others).
+
+Learning-rate schedules they are compared with, as multipliers of a base learning rate:
+:func:`piecewise_constant` (x0.1 steps), :func:`poly` (power 0.9, the paper's Section III.B),
+:func:`cosine`, :func:`linear_to_zero`, :func:`one_cycle`.
+
+Composition: ``2 * cosine()``, ``linear_decay() * poly()``, ``per_epoch(poly())``.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from dataclasses import dataclass
+from typing import Callable, Dict, Sequence, Tuple
+
+__all__ = [
+    "Progress",
+    "Schedule",
+    "linear_decay",
+    "long_tail",
+    "authors_code_weight",
+    "constant",
+    "random_uniform",
+    "random_half",
+    "piecewise_constant",
+    "poly",
+    "cosine",
+    "linear_to_zero",
+    "one_cycle",
+    "per_epoch",
+    "schedule_by_name",
+    "SCHEDULES",
+    "curve",
+    "check_schedule",
+]
+
+
+@dataclass(frozen=True)
+class Progress:
+    """Where training is: the optimizer step (0-based), steps per epoch, and epochs in the run."""
+
+    step: int
+    steps_per_epoch: int
+    epochs: float
+
+    def __post_init__(self):
+        if self.steps_per_epoch <= 0:
+            raise ValueError(f"steps_per_epoch must be positive, got {self.steps_per_epoch}")
+        if self.epochs <= 0:
+            raise ValueError(f"epochs must be positive, got {self.epochs}")
+        if self.step < 0:
+            raise ValueError(f"step must be >= 0, got {self.step}")
+
+    @property
+    def epoch(self) -> float:
+        """Epochs completed, fractional (step 0 is epoch 0.0)."""
+        return self.step / self.steps_per_epoch
+
+    @property
+    def fraction(self) -> float:
+        """Fraction of the run completed, in [0, 1)."""
+        return self.epoch / self.epochs
+
+    @property
+    def total_steps(self) -> int:
+        return int(round(self.steps_per_epoch * self.epochs))
+
+
+class Schedule:
+    """A number as a function of training progress. Subclasses implement :meth:`value`.
+
+    Calling a schedule with a :class:`Progress` gives its value; ``at(epoch, epochs)`` is the
+    convenience form for per-epoch questions. Schedules multiply and scale: ``2 * s``, ``s * t``.
+    """
+
+    def value(self, progress: Progress) -> float:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def __call__(self, progress: Progress) -> float:
+        return float(self.value(progress))
+
+    def at(self, epoch: float, epochs: float, steps_per_epoch: int = 1) -> float:
+        """The value at (possibly fractional) ``epoch`` of an ``epochs``-long run."""
+        return self(Progress(int(round(epoch * steps_per_epoch)), steps_per_epoch, epochs))
+
+    def __mul__(self, other):
+        if isinstance(other, Schedule):
+            return _Product(self, other)
+        if isinstance(other, (int, float)):
+            return _Scaled(self, float(other))
+        return NotImplemented
+
+    __rmul__ = __mul__
+
+    def __repr__(self) -> str:
+        fields = ", ".join(f"{k}={v!r}" for k, v in vars(self).items() if not k.startswith("_"))
+        return f"{type(self).__name__}({fields})"
+
+    def __eq__(self, other) -> bool:
+        return type(self) is type(other) and vars(self) == vars(other)
+
+    def __hash__(self) -> int:
+        return hash(repr(self))
+
+
+class _Product(Schedule):
+    def __init__(self, left: Schedule, right: Schedule):
+        self.left, self.right = left, right
+
+    def value(self, progress):
+        return self.left(progress) * self.right(progress)
+
+    def __repr__(self):
+        return f"({self.left!r} * {self.right!r})"
+
+
+class _Scaled(Schedule):
+    def __init__(self, inner: Schedule, factor: float):
+        self.inner, self.factor = inner, factor
+
+    def value(self, progress):
+        return self.factor * self.inner(progress)
+
+    def __repr__(self):
+        return f"{self.factor!r} * {self.inner!r}"
+
+
+# --------------------------------------------------------------------------------------------------
+# The paper's loss-weight schedules
+# --------------------------------------------------------------------------------------------------
+
+
+class LinearDecay(Schedule):
+    """Linear from ``start`` at the first step to ``end`` at the end of the run (paper Fig. 2a)."""
+
+    def __init__(self, start: float = 2.0, end: float = 0.0):
+        self.start, self.end = float(start), float(end)
+
+    def value(self, progress):
+        t = progress.fraction
+        return self.start + (self.end - self.start) * t
+
+
+def linear_decay(start: float = 2.0, end: float = 0.0) -> Schedule:
+    """The paper's loss weight: linear from ``start`` to ``end`` over training.
+
+    Fig. 2a ("linear decrease schedule designed for the loss"): 2 -> 0. Fig. 3a's "linear decrease
+    schedule with a maximum value of 3": ``linear_decay(start=3.0)``. Evaluated at every step; the
+    last step of a run of S steps has weight ``start * (1/S)`` for ``end=0``.
+    """
+    return LinearDecay(start, end)
+
+
+class LongTail(Schedule):
+    """Exponential relaxation from ``start`` to ``end``: ``start * (end/start) ** fraction``."""
+
+    def __init__(self, start: float = 2.0, end: float = 0.1):
+        if start <= 0 or end <= 0:
+            raise ValueError(f"long_tail needs start > 0 and end > 0, got start={start}, end={end}")
+        self.start, self.end = float(start), float(end)
+
+    def value(self, progress):
+        return self.start * (self.end / self.start) ** progress.fraction
+
+
+def long_tail(start: float = 2.0, end: float = 0.1) -> Schedule:
+    """The "long tail relaxation schedule" of the paper's Fig. 3a -- our reconstruction.
+
+    The figure is missing from the paper's text, which only says the schedule was designed so that the
+    weights of the last 10 epochs differ from the linear schedule's (0.2 -> 0). We read "relaxation" as
+    an exponential relaxation: the weight falls fast early and then lingers in a long tail of small,
+    never-zero values (``end`` at the end of the run).
+    """
+    return LongTail(start, end)
+
+
+class AuthorsCodeWeight(Schedule):
+    """``1`` before ``switch_epoch``, then ``offset - epoch / slope_epochs``, per whole epoch."""
+
+    def __init__(self, switch_epoch: int = 70, offset: float = 2.0 / 3.0, slope_epochs: float = 150.0):
+        self.switch_epoch, self.offset, self.slope_epochs = int(switch_epoch), float(offset), float(slope_epochs)
+
+    def value(self, progress):
+        epoch = math.floor(progress.epoch + 1e-9)
+        if epoch < self.switch_epoch:
+            return 1.0
+        return self.offset - epoch / self.slope_epochs
+
+
+def authors_code_weight() -> Schedule:
+    """The weight the authors' public code really applies (all three of its scripts).
+
+    ``w(epoch) = 1`` for ``epoch < 70``, else ``2/3 - epoch/150``, in absolute whole epochs:
+    1 at epoch 69, 0.2 at epoch 70 (a 5x drop at once), 0.00667 at 99, 0 at 100, and negative after
+    (-0.333 at 150): in a 200-epoch run the second half does gradient ascent. It is not the paper's
+    Fig. 2a schedule (linear 2 -> 0); we take it as the best reading of Fig. 4a's "new weighting
+    strategy", whose figure is missing. Reproduced faithfully; a negative value is refused by
+    :mod:`lossdecay_lib.weighting` unless explicitly allowed.
+    """
+    return AuthorsCodeWeight()
+
+
+class Constant(Schedule):
+    def __init__(self, value: float = 1.0):
+        self.constant = float(value)
+
+    def value(self, progress):
+        return self.constant
+
+
+def constant(value: float = 1.0) -> Schedule:
+    """A constant weight (the baseline of the paper's Fig. 1: "normal training")."""
+    return Constant(value)
+
+
+def _uniform(seed: int, step: int) -> float:
+    # A pure function of (seed, step): resumable from a checkpoint and identical across platforms.
+    return random.Random(f"lossdecay:{seed}:{step}").random()
+
+
+class RandomUniform(Schedule):
+    def __init__(self, low: float = 0.0, high: float = 1.0, seed: int = 0):
+        if high < low:
+            raise ValueError(f"random_uniform needs low <= high, got low={low}, high={high}")
+        self.low, self.high, self.seed = float(low), float(high), int(seed)
+
+    def value(self, progress):
+        return self.low + (self.high - self.low) * _uniform(self.seed, progress.step)
+
+
+def random_uniform(low: float = 0.0, high: float = 1.0, seed: int = 0) -> Schedule:
+    """A weight drawn afresh from U(low, high) at every step: Wei (2018), "random gradient".
+
+    The paper cites it (ref. [13]) as its inspiration and promises a comparison. The draw is a pure
+    function of ``(seed, step)``, so a resumed run draws the same weights.
+    """
+    return RandomUniform(low, high, seed)
+
+
+class RandomHalf(Schedule):
+    def __init__(self, inner: Schedule, seed: int = 0, probability: float = 0.5):
+        if not 0.0 <= probability <= 1.0:
+            raise ValueError(f"probability must be in [0, 1], got {probability}")
+        self.inner, self.seed, self.probability = inner, int(seed), float(probability)
+
+    def value(self, progress):
+        # The authors' code: `if random.random() > 0.5: loss = loss * w`.
+        if _uniform(self.seed, progress.step) >= 1.0 - self.probability:
+            return self.inner(progress)
+        return 1.0
+
+
+def random_half(inner: Schedule, seed: int = 0, probability: float = 0.5) -> Schedule:
+    """The authors' segmentation code: ``inner`` on a random half of the batches, weight 1 on the rest.
+
+    Each step, with ``probability`` (0.5 in their code) the weight is ``inner``'s value, else 1.
+    """
+    return RandomHalf(inner, seed, probability)
+
+
+# --------------------------------------------------------------------------------------------------
+# Learning-rate schedules (multipliers of a base learning rate)
+# --------------------------------------------------------------------------------------------------
+
+
+class PiecewiseConstant(Schedule):
+    def __init__(self, milestones: Sequence[float] = (0.5, 0.75), factor: float = 0.1):
+        ms = tuple(float(m) for m in milestones)
+        if any(not 0.0 < m < 1.0 for m in ms) or list(ms) != sorted(ms):
+            raise ValueError(f"milestones must be increasing fractions of the run in (0, 1), got {milestones}")
+        self.milestones, self.factor = ms, float(factor)
+
+    def value(self, progress):
+        passed = sum(progress.fraction >= m - 1e-12 for m in self.milestones)
+        return self.factor**passed
+
+
+def piecewise_constant(milestones: Sequence[float] = (0.5, 0.75), factor: float = 0.1) -> Schedule:
+    """Step decay: multiply by ``factor`` at each milestone (fractions of the run).
+
+    The paper's "piecewise constant learning rate schedule" (Fig. 4b), which it does not specify; the
+    default is the common CIFAR choice, x0.1 at 50% and 75% of training.
+    """
+    return PiecewiseConstant(milestones, factor)
+
+
+class Poly(Schedule):
+    def __init__(self, power: float = 0.9):
+        self.power = float(power)
+
+    def value(self, progress):
+        return max(0.0, 1.0 - progress.fraction) ** self.power
+
+
+def poly(power: float = 0.9) -> Schedule:
+    """"poly": ``(1 - iter/max_iter) ** power`` (paper Section III.B, power 0.9; Fig. 2b's "poly")."""
+    return Poly(power)
+
+
+class Cosine(Schedule):
+    def __init__(self, final: float = 0.0):
+        self.final = float(final)
+
+    def value(self, progress):
+        return self.final + (1.0 - self.final) * 0.5 * (1.0 + math.cos(math.pi * progress.fraction))
+
+
+def cosine(final: float = 0.0) -> Schedule:
+    """Cosine annealing from 1 to ``final`` over the run (Loshchilov and Hutter 2017): a modern baseline."""
+    return Cosine(final)
+
+
+def linear_to_zero() -> Schedule:
+    """Linear decay of the learning rate from 1 to 0 over the run: a modern baseline
+    (the same shape as the paper's loss weight, but starting at 1)."""
+    return LinearDecay(1.0, 0.0)
+
+
+class OneCycle(Schedule):
+    def __init__(self, peak_fraction: float = 0.3, div_factor: float = 25.0, final_div_factor: float = 1e4):
+        if not 0.0 < peak_fraction < 1.0:
+            raise ValueError(f"peak_fraction must be in (0, 1), got {peak_fraction}")
+        self.peak_fraction = float(peak_fraction)
+        self.div_factor, self.final_div_factor = float(div_factor), float(final_div_factor)
+
+    def value(self, progress):
+        t, p = progress.fraction, self.peak_fraction
+        initial = 1.0 / self.div_factor
+        final = initial / self.final_div_factor
+        if t < p:
+            a, b, u = initial, 1.0, t / p
+        else:
+            a, b, u = 1.0, final, (t - p) / (1.0 - p)
+        return b + (a - b) * 0.5 * (1.0 + math.cos(math.pi * min(u, 1.0)))
+
+
+def one_cycle(peak_fraction: float = 0.3, div_factor: float = 25.0, final_div_factor: float = 1e4) -> Schedule:
+    """One-cycle (Smith and Topin 2017, the paper's ref. [3]) as torch's ``OneCycleLR`` shapes it:
+    cosine up from ``1/div_factor`` to 1 over ``peak_fraction`` of the run, then cosine down to
+    ``1/(div_factor*final_div_factor)``. Values are relative to the peak learning rate."""
+    return OneCycle(peak_fraction, div_factor, final_div_factor)
+
+
+class PerEpoch(Schedule):
+    def __init__(self, inner: Schedule, offset: int = 0):
+        self.inner, self.offset = inner, int(offset)
+
+    def value(self, progress):
+        epoch = math.floor(progress.epoch + 1e-9) + self.offset
+        step = epoch * progress.steps_per_epoch
+        return self.inner(Progress(max(step, 0), progress.steps_per_epoch, progress.epochs))
+
+
+def per_epoch(inner: Schedule, offset: int = 0) -> Schedule:
+    """Hold ``inner`` constant through each epoch, at its value for epoch ``floor(epoch) + offset``.
+
+    The authors' classification code sets its poly learning rate once per epoch, after epoch ``e`` to
+    ``(1 - (e + 1)/100) ** 0.9`` for the next one, so during epoch ``e`` it is ``(1 - e/100) ** 0.9``:
+    ``per_epoch(poly(0.9))``. ``offset`` shifts the epoch read (``offset=1``: the value one epoch ahead).
+    """
+    return PerEpoch(inner, offset)
+
+
+# --------------------------------------------------------------------------------------------------
+# Names, curves and checks
+# --------------------------------------------------------------------------------------------------
+
+SCHEDULES: Dict[str, Callable[..., Schedule]] = {
+    "constant": constant,
+    "linear_decay": linear_decay,
+    "long_tail": long_tail,
+    "authors_code_weight": authors_code_weight,
+    "random_uniform": random_uniform,
+    "piecewise_constant": piecewise_constant,
+    "poly": poly,
+    "cosine": cosine,
+    "linear_to_zero": linear_to_zero,
+    "one_cycle": one_cycle,
+}
+
+
+def schedule_by_name(name: str, **kwargs) -> Schedule:
+    """Build a schedule from its name (for papermill parameters); unknown names list the valid ones."""
+    try:
+        factory = SCHEDULES[name]
+    except KeyError:
+        raise ValueError(f"unknown schedule {name!r}; valid schedules: {', '.join(sorted(SCHEDULES))}") from None
+    return factory(**kwargs)
+
+
+def curve(schedule: Schedule, epochs: int, steps_per_epoch: int = 1) -> Tuple[list, list]:
+    """``(epochs_axis, values)`` at every step of a run, for plots and checks."""
+    steps = int(round(epochs * steps_per_epoch))
+    xs = [s / steps_per_epoch for s in range(steps)]
+    ys = [schedule(Progress(s, steps_per_epoch, epochs)) for s in range(steps)]
+    return xs, ys
+
+
+def check_schedule(schedule: Schedule, epochs: int, steps_per_epoch: int, allow_negative: bool = False) -> None:
+    """Refuse, before any training, a schedule that is non-finite or goes negative in this run.
+
+    The authors' code schedule is negative from epoch 101 on: a 200-epoch run with it does gradient
+    ascent for 99 epochs. That must be asked for (``allow_negative=True``), never happen by accident.
+    """
+    if epochs <= 0 or steps_per_epoch <= 0:
+        raise ValueError(f"epochs and steps_per_epoch must be positive, got {epochs} and {steps_per_epoch}")
+    for step in range(int(round(epochs * steps_per_epoch))):
+        p = Progress(step, steps_per_epoch, epochs)
+        v = schedule(p)
+        if not math.isfinite(v):
+            raise ValueError(f"schedule {schedule!r} is not finite ({v}) at epoch {p.epoch:g} (step {step})")
+        if v < 0 and not allow_negative:
+            raise ValueError(
+                f"schedule {schedule!r} goes negative ({v:.4g}) at epoch {p.epoch:g} (step {step}) of a "
+                f"{epochs}-epoch run: a negative loss weight does gradient ascent. Pass allow_negative=True "
+                "to run it anyway (it will be labelled as such)."
+            )

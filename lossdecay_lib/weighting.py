@@ -1,0 +1,99 @@
+"""One mechanism to apply a schedule to the loss, the gradients or the learning rate.
+
+The paper (Wei 2019, Section II.A, Eq. 1) keeps the learning rate fixed and multiplies the loss by a
+weight ``w_t``; it then writes "gradient weight" for the same thing. Whether that equals multiplying the
+learning rate by ``w_t`` depends on the optimizer (see the chapter "Loss decay or learning-rate decay?"
+and :mod:`lossdecay_lib.equivalence`). To compare the three honestly they must differ by one argument:
+
+>>> weight = ScheduledWeight(linear_decay(start=2.0), place="loss")       # the paper
+>>> weight = ScheduledWeight(linear_decay(start=2.0), place="lr")         # the same on the learning rate
+
+and a training step reads, whatever the place::
+
+    w = weight.value(progress)
+    weight.scale_loss(loss, w).backward()
+    weight.step(optimizer, w)
+
+``place="loss"`` multiplies the loss before backward (everything downstream sees scaled gradients:
+gradient clipping, AMP's GradScaler, Adam's moment estimates). ``place="grad"`` multiplies the gradients
+just before the optimizer step (after any clipping). ``place="lr"`` multiplies every parameter group's
+learning rate for that one step and restores it afterwards, so it composes with torch's own LR
+schedulers (which set the base learning rate) and with any torch optimizer.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Callable, Optional
+
+import torch
+
+from .schedules import Progress, Schedule, check_schedule
+
+__all__ = ["PLACES", "ScheduledWeight", "NegativeWeightError"]
+
+PLACES = ("loss", "grad", "lr")
+
+
+class NegativeWeightError(ValueError):
+    """A schedule produced a negative or non-finite weight where that was not allowed."""
+
+
+class ScheduledWeight:
+    """A schedule and where it acts: ``"loss"``, ``"grad"`` or ``"lr"``.
+
+    ``allow_negative`` must be set to run a schedule that goes negative (the authors' code schedule
+    after epoch 100); records of such runs are labelled.
+    """
+
+    def __init__(self, schedule: Schedule, place: str = "loss", allow_negative: bool = False):
+        if not isinstance(schedule, Schedule):
+            raise TypeError(f"schedule must be a lossdecay_lib.schedules.Schedule, got {type(schedule).__name__}")
+        if place not in PLACES:
+            raise ValueError(f"unknown place {place!r}; a schedule can act on one of: {', '.join(PLACES)}")
+        self.schedule, self.place, self.allow_negative = schedule, place, bool(allow_negative)
+
+    def __repr__(self):
+        return f"ScheduledWeight({self.schedule!r}, place={self.place!r}, allow_negative={self.allow_negative})"
+
+    def check(self, epochs: int, steps_per_epoch: int) -> None:
+        """Validate the whole run's weights before any work starts (see :func:`check_schedule`)."""
+        check_schedule(self.schedule, epochs, steps_per_epoch, self.allow_negative)
+
+    def value(self, progress: Progress) -> float:
+        """The weight for this step; refuses a non-finite one, and a negative one unless allowed."""
+        w = self.schedule(progress)
+        if not math.isfinite(w) or (w < 0 and not self.allow_negative):
+            raise NegativeWeightError(
+                f"weight {w!r} from {self.schedule!r} at epoch {progress.epoch:g} (step {progress.step}); "
+                "negative weights need allow_negative=True"
+            )
+        return w
+
+    def scale_loss(self, loss: torch.Tensor, w: float) -> torch.Tensor:
+        """The loss to backpropagate: ``w * loss`` when the weight acts on the loss, else ``loss``."""
+        return loss * w if self.place == "loss" else loss
+
+    def step(self, optimizer: torch.optim.Optimizer, w: float, step: Optional[Callable[[], object]] = None):
+        """Take the optimizer step with the weight applied at its place.
+
+        ``step`` replaces ``optimizer.step`` (e.g. ``lambda: scaler.step(optimizer)`` with AMP).
+        """
+        do_step = step if step is not None else optimizer.step
+        if self.place == "grad":
+            with torch.no_grad():
+                grads = [p.grad for g in optimizer.param_groups for p in g["params"] if p.grad is not None]
+                if grads:
+                    torch._foreach_mul_(grads, w)
+            return do_step()
+        if self.place == "lr":
+            saved = [g["lr"] for g in optimizer.param_groups]
+            for g, lr in zip(optimizer.param_groups, saved):
+                g["lr"] = lr * w  # a tensor learning rate (fused/capturable) stays a tensor
+            try:
+                return do_step()
+            finally:
+                for g, lr in zip(optimizer.param_groups, saved):
+                    g["lr"] = lr
+        return do_step()
+

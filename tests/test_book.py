@@ -1,0 +1,89 @@
+"""The book's shape: paired chapters, parameters cells, and the HTML built from executed chapters.
+
+`make test` builds the smoke-profile book first and points LOSSDECAY_TEST_BOOK at its HTML; run alone,
+the HTML tests build it themselves (about a minute).
+"""
+
+import json
+import os
+import re
+from pathlib import Path
+
+import jupytext
+import pytest
+
+from lossdecay_lib.chapters import build_book, execute_chapter, list_chapters, run_chapters
+
+ROOT = Path(__file__).resolve().parents[1]
+CHAPTERS = list_chapters(ROOT)
+
+
+def test_toc_lists_the_chapters_in_order():
+    assert CHAPTERS[:2] == ["schedules", "equivalence"]
+
+
+@pytest.mark.parametrize("name", CHAPTERS)
+def test_pair_agrees(name):
+    py = jupytext.read(ROOT / "book" / f"{name}.py")
+    nb = jupytext.read(ROOT / "book" / f"{name}.ipynb")
+    cells = lambda n: [(c.cell_type, c.source.strip()) for c in n.cells]  # noqa: E731
+    assert cells(py) == cells(nb), f"book/{name}.py and .ipynb differ: run `make sync`"
+    assert nb.metadata["kernelspec"]["name"] == "python3"
+
+
+@pytest.mark.parametrize("name", CHAPTERS)
+def test_chapter_has_a_parameters_cell_with_profile_and_seed(name):
+    nb = jupytext.read(ROOT / "book" / f"{name}.py")
+    params = [c for c in nb.cells if "parameters" in c.metadata.get("tags", [])]
+    assert len(params) == 1, "exactly one cell tagged 'parameters'"
+    src = params[0].source
+    assert re.search(r'^profile = "auto"', src, re.M) and re.search(r"^seed = \d+", src, re.M)
+
+
+def test_papermill_never_writes_over_the_paired_source(tmp_path):
+    with pytest.raises(ValueError, match="refusing to write"):
+        execute_chapter(ROOT, "schedules", ROOT / "book", {"profile": "smoke"})
+    with pytest.raises(ValueError, match="unknown chapter"):
+        run_chapters(ROOT, tmp_path, {"profile": "smoke"}, only=["nonexistent"])
+
+
+@pytest.fixture(scope="module")
+def html(tmp_path_factory):
+    given = os.environ.get("LOSSDECAY_TEST_BOOK")
+    if given:
+        path = (ROOT / given).resolve()
+        assert (path / "index.html").is_file(), f"LOSSDECAY_TEST_BOOK={given} holds no built book"
+        return path
+    out = tmp_path_factory.mktemp("book")
+    run_chapters(ROOT, out / "executed", {"profile": "smoke"})
+    return build_book(ROOT, out / "executed", out)
+
+
+@pytest.mark.parametrize("name", CHAPTERS)
+def test_rendered_chapter_shows_its_figures_and_run_facts(html, name):
+    page = html / "book" / f"{name}.html"
+    assert page.is_file()
+    text = page.read_text()
+    images = re.findall(r'<img[^>]+src="([^"]+)"', text)
+    figures = [src for src in images if "_images/" in src]
+    assert figures, f"{name}: no figure on the page"
+    for src in figures:
+        assert (page.parent / src).resolve().stat().st_size > 5000, src
+    assert "Traceback (most recent call last)" not in text
+    assert "profile: smoke" in text and "Executed in" in text and "lossdecay_lib 0.1.0" in text
+    assert "injected-parameters" not in text and "# Parameters" not in text
+    assert re.search(rf'colab\.research\.google\.com/github/[^"]+/blob/main/book/{name}\.ipynb', text), "Colab link"
+
+
+def test_rendered_book_has_no_broken_internal_links(html):
+    for page in html.rglob("*.html"):
+        for href in re.findall(r'href="([^"#:]+\.html)(?:#[^"]*)?"', page.read_text()):
+            assert (page.parent / href).resolve().is_file(), f"{page.name} links to missing {href}"
+
+
+def test_environment_yml_names_the_pinned_packages():
+    req = {line.split("==")[0].strip().lower() for line in (ROOT / "requirements.txt").read_text().splitlines()
+           if line.strip() and not line.startswith("#")}
+    env = (ROOT / "environment.yml").read_text()
+    pinned = {m.lower() for m in re.findall(r"^\s*-\s*([A-Za-z0-9_.\-]+)==", env, re.M)}
+    assert req == pinned, f"only in requirements.txt: {req - pinned}; only in environment.yml: {pinned - req}"

@@ -1,0 +1,66 @@
+import json
+import os
+
+import pytest
+import torch
+
+from lossdecay_lib.profiles import PROFILE_NAMES, get_profile, resolve_device
+from lossdecay_lib.records import read_json, seed_everything, start_chapter, write_json_atomic
+
+
+def test_unknown_profile_lists_the_valid_ones():
+    with pytest.raises(ValueError, match=r"unknown profile 'fast'; valid profiles: smoke, cpu, gpu, paper, auto"):
+        get_profile("fast")
+
+
+def test_auto_profile_follows_cuda():
+    assert get_profile("auto").name == ("gpu" if torch.cuda.is_available() else "cpu")
+    assert set(PROFILE_NAMES) == {"smoke", "cpu", "gpu", "paper", "auto"}
+
+
+def test_profiles_grow_from_smoke_to_gpu():
+    smoke, cpu, gpu = (get_profile(n).equivalence for n in ("smoke", "cpu", "gpu"))
+    assert smoke.steps < cpu.steps <= gpu.steps
+    assert get_profile("cpu").seeds >= 3 and get_profile("gpu").seeds >= 3
+
+
+def test_resolve_device_errors():
+    assert resolve_device("cpu") == torch.device("cpu")
+    with pytest.raises(ValueError, match="unknown device 'gpu0'"):
+        resolve_device("gpu0")
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="CUDA is not available"):
+            resolve_device("cuda")
+
+
+def test_seed_everything_validates():
+    seed_everything(3)
+    a = torch.rand(3)
+    seed_everything(3)
+    assert torch.equal(a, torch.rand(3))
+    for bad in (-1, 1.5, "1", True):
+        with pytest.raises(ValueError, match="non-negative integer"):
+            seed_everything(bad)
+
+
+def test_write_json_atomic_replaces_and_never_leaves_a_broken_file(tmp_path):
+    path = tmp_path / "sub" / "record.json"
+    write_json_atomic(path, {"a": 1})
+    write_json_atomic(path, {"a": 2})
+    assert read_json(path) == {"a": 2}
+    with pytest.raises(TypeError):
+        write_json_atomic(path, {"a": object()})  # not serialisable: fails mid-write
+    assert read_json(path) == {"a": 2}
+    assert os.listdir(path.parent) == ["record.json"]
+
+
+def test_start_chapter_prints_what_it_runs_with(capsys):
+    run = start_chapter(profile="smoke", seed=5)
+    out = capsys.readouterr().out
+    assert "profile: smoke" in out and "seed: 5" in out and "lossdecay_lib 0.1.0" in out
+    assert run.info["device"] == "cpu" or torch.cuda.is_available()
+    assert run.finish() >= 0
+    assert "Executed in" in capsys.readouterr().out
+    with pytest.raises(ValueError, match="unknown profile"):
+        start_chapter(profile="laptop")
+    json.dumps(run.info)  # provenance is plain JSON
