@@ -13,7 +13,8 @@ ifeq ($(origin LOSSDECAY_DATA), undefined)
   endif
 endif
 # Tests and CI run the chapters on one thread per process: deterministic and kind to 2-core machines.
-TEST_ENV := OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
+# Their training runs keep records under _build/, so tests always train afresh and never touch records/.
+TEST_ENV := OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 LOSSDECAY_RECORDS=$(CURDIR)/_build/test-records
 
 .PHONY: setup book test unit clean sync
 
@@ -34,6 +35,7 @@ book: $(STAMP)
 
 ## make test: unit tests, every chapter executed in the smoke profile, the book built from it, and nbval.
 test: $(STAMP)
+	rm -rf _build/test-records
 	$(TEST_ENV) $(PY) -m lossdecay_lib.chapters run --profile smoke --out _build/test
 	$(TEST_ENV) $(PY) -m lossdecay_lib.chapters build --executed _build/test --out _build/test-site
 	LOSSDECAY_TEST_BOOK=_build/test-site/_build/html $(TEST_ENV) $(PY) -m pytest tests _build/test/*.ipynb \

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -80,6 +81,7 @@ def execute_chapter(root: Path, name: str, out_dir: Path, parameters: Dict) -> f
     if out.resolve() == src.resolve():
         raise ValueError("refusing to write papermill output over the paired source notebook")
     t0 = time.perf_counter()
+    os.environ["LOSSDECAY_PROGRESS"] = "0"  # the kernel inherits it: no progress bars in executed pages
     papermill.execute_notebook(
         str(src), str(out), parameters=parameters, kernel_name="python3", cwd=str(root / "book"),
         progress_bar=False,

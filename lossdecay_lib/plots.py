@@ -15,7 +15,8 @@ import numpy as np
 
 from .schedules import Schedule, curve
 
-__all__ = ["use_style", "plot_schedules", "plot_identity_gaps", "plot_adam_multiplier", "plot_curves"]
+__all__ = ["use_style", "plot_schedules", "plot_identity_gaps", "plot_adam_multiplier", "plot_curves",
+           "plot_metric_bands", "plot_layer_grad_norms"]
 
 PALETTE = ["#0b5394", "#cc4125", "#38761d", "#e69138", "#674ea7", "#45818e", "#a61c00", "#7f6000", "#999999"]
 
@@ -125,5 +126,69 @@ def plot_curves(x, series: Dict[str, Sequence[float]], xlabel: str, ylabel: str,
     ax.set_ylabel(ylabel)
     ax.set_title(title)
     ax.legend()
+    fig.tight_layout()
+    return fig
+
+
+def plot_metric_bands(panels, metric: str = "test_acc", ylabel: str = "test accuracy", title: str = "",
+                      ncols: int = 2):
+    """Mean over seeds (line) and +- one standard deviation (band) of a per-epoch metric.
+
+    ``panels``: ``{panel title: {label: [records of that setting, one per seed]}}``. Diverged runs are
+    not averaged in: they are counted in the legend as ``(k diverged)``.
+    """
+    from .runs import metric_curves
+
+    use_style()
+    n = len(panels)
+    ncols = min(ncols, n)
+    nrows = int(np.ceil(n / ncols))
+    fig, axes = plt.subplots(nrows, ncols, figsize=(5.4 * ncols, 3.6 * nrows), squeeze=False, sharey=True)
+    for ax, (panel, groups) in zip(axes.flat, panels.items()):
+        for i, (label, records) in enumerate(groups.items()):
+            xs, mean, std = metric_curves(records, metric)
+            done = sum(r["status"] == "finished" for r in records)
+            bad = len(records) - done
+            name = f"{label} (n={done}" + (f", {bad} diverged)" if bad else ")")
+            color = PALETTE[i % len(PALETTE)]
+            if xs:
+                mean, std = np.asarray(mean), np.asarray(std)
+                ax.plot(xs, mean, color=color, lw=1.8, label=name)
+                ax.fill_between(xs, mean - std, mean + std, color=color, alpha=0.18, lw=0)
+            else:
+                ax.plot([], [], color=color, label=name)
+        ax.set_title(panel)
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(ylabel)
+        ax.legend(loc="lower right")
+    for ax in list(axes.flat)[n:]:
+        ax.set_visible(False)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def plot_layer_grad_norms(groups, epochs: Sequence[int], title: str = ""):
+    """Per-layer gradient norm (mean over seeds and over the epoch's steps), input layer on the left.
+
+    ``groups``: ``{label: [records]}``; one panel per epoch in ``epochs`` (0-based).
+    """
+    use_style()
+    fig, axes = plt.subplots(1, len(epochs), figsize=(4.2 * len(epochs), 3.5), squeeze=False, sharey=True)
+    for ax, epoch in zip(axes.flat, epochs):
+        for i, (label, records) in enumerate(groups.items()):
+            runs = [r for r in records if r["status"] == "finished"]
+            if not runs:
+                continue
+            norms = np.mean([r["epochs"][epoch]["layer_grad_norms"] for r in runs], axis=0)
+            ax.plot(np.arange(1, len(norms) + 1), norms, color=PALETTE[i % len(PALETTE)], lw=1.6, label=label)
+        ax.set_yscale("log")
+        ax.set_title(f"epoch {epoch + 1}")
+        ax.set_xlabel("layer (1 = input side)")
+    axes.flat[0].set_ylabel("gradient norm of the layer's weight")
+    axes.flat[0].legend()
+    if title:
+        fig.suptitle(title)
     fig.tight_layout()
     return fig

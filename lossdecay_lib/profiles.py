@@ -12,11 +12,11 @@ The sizes live here and nowhere else; a chapter reads ``get_profile(profile).<se
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import Dict
+from typing import Dict, Optional, Tuple
 
 import torch
 
-__all__ = ["Profile", "EquivalenceSizes", "PROFILES", "PROFILE_NAMES", "get_profile", "resolve_device"]
+__all__ = ["Profile", "EquivalenceSizes", "ClassificationSizes", "PROFILES", "PROFILE_NAMES", "get_profile", "resolve_device"]
 
 
 @dataclass(frozen=True)
@@ -31,12 +31,33 @@ class EquivalenceSizes:
 
 
 @dataclass(frozen=True)
+class ClassificationSizes:
+    """CIFAR-10 classification chapters (paper Figs. 1-4)."""
+
+    train_per_class: Optional[int]  # class-balanced training subset; None: all 5,000 per class
+    test_per_class: Optional[int]  # None: all 1,000 per class
+    epochs: int
+    batch_size: int
+    depths: Tuple[int, ...]  # plain networks compared (the paper's Fig. 1: 40 and 50 layers)
+    width: int  # channels of the first stage (then 2x, 4x); He et al.'s CIFAR width is 16
+
+    @property
+    def train_images(self) -> int:
+        return 50_000 if self.train_per_class is None else 10 * self.train_per_class
+
+    @property
+    def test_images(self) -> int:
+        return 10_000 if self.test_per_class is None else 10 * self.test_per_class
+
+
+@dataclass(frozen=True)
 class Profile:
     name: str
     description: str
     seeds: int  # seeds per comparison
     curve_steps_per_epoch: int  # how finely schedule curves are sampled in figures
     equivalence: EquivalenceSizes
+    classification: ClassificationSizes
 
     def as_dict(self) -> Dict:
         return asdict(self)
@@ -49,6 +70,7 @@ PROFILES: Dict[str, Profile] = {
         seeds=1,
         curve_steps_per_epoch=5,
         equivalence=EquivalenceSizes(steps=20, batch_size=16, per_class=16, depth=6, width=8),
+        classification=ClassificationSizes(train_per_class=10, test_per_class=10, epochs=2, batch_size=50, depths=(6, 8), width=4),
     ),
     "cpu": Profile(
         name="cpu",
@@ -56,6 +78,7 @@ PROFILES: Dict[str, Profile] = {
         seeds=3,
         curve_steps_per_epoch=50,
         equivalence=EquivalenceSizes(steps=200, batch_size=64, per_class=128, depth=8, width=16),
+        classification=ClassificationSizes(train_per_class=200, test_per_class=100, epochs=20, batch_size=100, depths=(40, 50), width=8),
     ),
     "gpu": Profile(
         name="gpu",
@@ -63,6 +86,7 @@ PROFILES: Dict[str, Profile] = {
         seeds=3,
         curve_steps_per_epoch=50,
         equivalence=EquivalenceSizes(steps=500, batch_size=128, per_class=512, depth=10, width=16),
+        classification=ClassificationSizes(train_per_class=None, test_per_class=None, epochs=30, batch_size=128, depths=(40, 50), width=16),
     ),
     "paper": Profile(
         name="paper",
@@ -70,6 +94,7 @@ PROFILES: Dict[str, Profile] = {
         seeds=3,
         curve_steps_per_epoch=50,
         equivalence=EquivalenceSizes(steps=500, batch_size=128, per_class=512, depth=10, width=16),
+        classification=ClassificationSizes(train_per_class=None, test_per_class=None, epochs=100, batch_size=128, depths=(40, 50), width=16),
     ),
 }
 PROFILE_NAMES = tuple(PROFILES) + ("auto",)

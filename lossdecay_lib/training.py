@@ -1,0 +1,331 @@
+"""The classification training loop: one loop for every schedule, place and optimizer of the book.
+
+A run is described by a :class:`ClassificationConfig` (network, data sizes, optimizer, the loss-weight
+schedule and where it acts, the learning-rate schedule, seed, profile). :func:`train_classifier`
+validates it before any work, trains, evaluates on the test split after every epoch, and writes a run
+record (:mod:`lossdecay_lib.runs`) keyed by the configuration, so executing a chapter again loads
+finished runs instead of training them again.
+
+The step (:class:`ScheduleController`) is the part every loop of the book shares: set the learning
+rate from its schedule, weight the loss (or the gradients, or the learning rate) by the loss-weight
+schedule, backpropagate, step. Metrics accumulate on the device; the host reads them once per epoch.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+import warnings
+from dataclasses import asdict, dataclass, field, replace
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
+
+import torch
+import torch.nn.functional as F
+
+from .models import MODEL_NAMES, build_model, weight_layers
+from .optimizers import OPTIMIZERS, build_optimizer
+from .profiles import get_profile, resolve_device
+from .records import provenance, seed_everything
+from .schedules import Progress, Schedule, constant
+from .weighting import PLACES, ScheduledWeight
+
+__all__ = ["AUTHORS_SGD", "ClassificationConfig", "ScheduleController", "train_classifier", "train_seeds", "evaluate"]
+
+#: The optimizer of the authors' classification script (their text does not give one): SGD with
+#: learning rate 0.1, momentum 0.95 and (coupled) weight decay 1e-4.
+AUTHORS_SGD: Tuple[Tuple[str, object], ...] = (("lr", 0.1), ("momentum", 0.95), ("weight_decay", 1e-4))
+
+
+@dataclass(frozen=True)
+class ClassificationConfig:
+    """Everything that defines a classification run (and so its record's key).
+
+    ``weight`` is the loss-weight schedule (``constant(1.0)``: ordinary training), applied at
+    ``weight_place`` (``"loss"``, ``"grad"`` or ``"lr"``). ``lr_schedule`` multiplies the base learning
+    rate (``optimizer_settings["lr"]``). ``train_per_class``/``test_per_class`` select class-balanced
+    subsets (``None``: the whole split); the subsets are drawn with seed 0 for every run, so seeds vary
+    the initialisation, batch order and augmentation, not the data.
+    """
+
+    profile: str
+    model: str = "plain"
+    model_settings: Tuple[Tuple[str, object], ...] = (("depth", 20),)
+    train_per_class: Optional[int] = None
+    test_per_class: Optional[int] = None
+    epochs: int = 10
+    batch_size: int = 128
+    optimizer: str = "sgd"
+    optimizer_settings: Tuple[Tuple[str, object], ...] = (("lr", 0.05), ("momentum", 0.9), ("weight_decay", 5e-4))
+    weight: Schedule = field(default_factory=constant)
+    weight_place: str = "loss"
+    lr_schedule: Schedule = field(default_factory=constant)
+    allow_negative: bool = False
+    seed: int = 0
+    augment: bool = True
+    label: str = ""  # a reader's name for the run in figures; not part of the key
+
+    def validate(self) -> None:
+        """Every bad value is an error before any work starts; names list the valid choices."""
+        get_profile(self.profile)
+        if self.model not in MODEL_NAMES:
+            raise ValueError(f"unknown network {self.model!r}; valid networks: {', '.join(MODEL_NAMES)}")
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(f"unknown optimizer {self.optimizer!r}; valid optimizers: {', '.join(sorted(OPTIMIZERS))}")
+        if self.weight_place not in PLACES:
+            raise ValueError(f"unknown place {self.weight_place!r}; a schedule can act on one of: {', '.join(PLACES)}")
+        for name in ("epochs", "batch_size"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value <= 0:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        for name in ("train_per_class", "test_per_class"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, int) or value <= 0):
+                raise ValueError(f"{name} must be a positive integer or None, got {value!r}")
+        if not isinstance(self.seed, int) or self.seed < 0:
+            raise ValueError(f"seed must be a non-negative integer, got {self.seed!r}")
+        if "lr" not in dict(self.optimizer_settings):
+            raise ValueError("optimizer_settings must include the base learning rate 'lr'")
+        build_model(self.model, **dict(self.model_settings))  # raises on a depth the network cannot build
+
+    @classmethod
+    def from_profile(cls, profile: str, depth: Optional[int] = None, **changes) -> "ClassificationConfig":
+        """A plain-network run at the sizes of ``profile`` (see :mod:`lossdecay_lib.profiles`), with the
+        authors' SGD; ``depth`` defaults to the profile's first depth; ``changes`` override fields."""
+        prof = get_profile(profile)
+        sizes = prof.classification
+        base = cls(
+            profile=prof.name, model="plain",
+            model_settings=(("depth", depth or sizes.depths[0]), ("widths", sizes.width)),
+            train_per_class=sizes.train_per_class, test_per_class=sizes.test_per_class,
+            epochs=sizes.epochs, batch_size=sizes.batch_size,
+            optimizer="sgd", optimizer_settings=AUTHORS_SGD,
+        )
+        return base.with_(**changes)
+
+    def with_(self, **changes) -> "ClassificationConfig":
+        """A copy with some fields changed; dict values for ``*_settings`` are accepted."""
+        for key in ("model_settings", "optimizer_settings"):
+            if isinstance(changes.get(key), dict):
+                changes[key] = tuple(sorted(changes[key].items()))
+        return replace(self, **changes)
+
+    def describe(self) -> Dict:
+        """A JSON-ready description (schedules by their repr); the record's key is derived from it."""
+        d = asdict(self)
+        d.pop("label")
+        d["weight"] = repr(self.weight)
+        d["lr_schedule"] = repr(self.lr_schedule)
+        d["model_settings"] = dict(self.model_settings)
+        d["optimizer_settings"] = dict(self.optimizer_settings)
+        return d
+
+
+class ScheduleController:
+    """The shared step: learning rate from its schedule, loss weight at its place, backward, step.
+
+    ``lr_schedule`` multiplies each parameter group's base learning rate (read once, at construction).
+    """
+
+    def __init__(self, optimizer: torch.optim.Optimizer, weight: ScheduledWeight, lr_schedule: Schedule,
+                 steps_per_epoch: int, epochs: int):
+        self.optimizer, self.weight, self.lr_schedule = optimizer, weight, lr_schedule
+        self.steps_per_epoch, self.epochs = steps_per_epoch, epochs
+        self.base_lrs = [g["lr"] for g in optimizer.param_groups]
+
+    def progress(self, step: int) -> Progress:
+        return Progress(step, self.steps_per_epoch, self.epochs)
+
+    def step(self, step: int, loss: torch.Tensor, after_backward: Optional[Callable[[], None]] = None) -> Tuple[float, float]:
+        """One optimizer step on ``loss`` (unweighted); returns ``(weight, learning rate)`` in force."""
+        p = self.progress(step)
+        w = self.weight.value(p)
+        lr_factor = self.lr_schedule(p)
+        for g, base in zip(self.optimizer.param_groups, self.base_lrs):
+            g["lr"] = base * lr_factor
+        self.optimizer.zero_grad(set_to_none=True)
+        self.weight.scale_loss(loss, w).backward()
+        if after_backward is not None:
+            after_backward()
+        self.weight.step(self.optimizer, w)
+        return w, self.base_lrs[0] * lr_factor
+
+
+@torch.no_grad()
+def evaluate(model: torch.nn.Module, batches) -> Tuple[float, float]:
+    """Mean cross-entropy and accuracy of ``model`` (in eval mode) over ``batches``."""
+    model.eval()
+    total = torch.zeros(3, device=next(model.parameters()).device, dtype=torch.float64)
+    for x, y in batches:
+        logits = model(x)
+        total[0] += F.cross_entropy(logits, y, reduction="sum").double()
+        total[1] += (logits.argmax(1) == y).sum()
+        total[2] += y.numel()
+    loss, correct, count = total.tolist()
+    return loss / count, correct / count
+
+
+def _uses_schedule_free(optimizer) -> bool:
+    return hasattr(optimizer, "train") and hasattr(optimizer, "eval") and callable(getattr(optimizer, "eval"))
+
+
+@torch.no_grad()
+def _refresh_batch_norm(model, batches, max_batches: int = 20) -> None:
+    # Schedule-Free evaluates at an average of the iterates: batch-norm statistics must be recomputed
+    # there (the schedulefree package's documented procedure) before evaluating.
+    model.train()
+    for i, (x, _) in enumerate(batches):
+        if i == max_batches:
+            break
+        model(x)
+
+
+def train_classifier(config: ClassificationConfig, data_root=None, device: str = "auto", store=None,
+                     force: bool = False, progress: bool = True) -> Dict:
+    """Train (or load) one run and return its record (a JSON-ready dict).
+
+    ``store`` is a :class:`lossdecay_lib.runs.RunStore` (default: the checkout's ``records/``); a
+    finished record with the same key is returned as is unless ``force``.
+    """
+    from .data import CifarBatches, load_cifar10
+    from .runs import RunStore
+
+    config.validate()
+    store = store or RunStore.default()
+    key = store.key(config.describe())
+    if not force:
+        existing = store.load(key)
+        if existing is not None:
+            return existing
+
+    dev = resolve_device(device)
+    train = load_cifar10("train", data_root, per_class=config.train_per_class, seed=0, download=True)
+    test = load_cifar10("test", data_root, per_class=config.test_per_class, seed=0, download=True)
+    seed_everything(config.seed)
+    channels_last = True  # faster for convolutions on CPUs and GPUs alike
+    train_batches = CifarBatches(train, config.batch_size, device=dev, seed=config.seed, augment=config.augment,
+                                 channels_last=channels_last)
+    test_batches = CifarBatches(test, 500, train=False, device=dev, channels_last=channels_last)
+    steps_per_epoch = len(train_batches)
+    if steps_per_epoch == 0:
+        raise ValueError(f"batch_size {config.batch_size} is larger than the {len(train)} training images")
+
+    weight = ScheduledWeight(config.weight, config.weight_place, config.allow_negative)
+    weight.check(config.epochs, steps_per_epoch)
+    model = build_model(config.model, **dict(config.model_settings)).to(dev)
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    optimizer = build_optimizer(config.optimizer, model.parameters(), **dict(config.optimizer_settings))
+    controller = ScheduleController(optimizer, weight, config.lr_schedule, steps_per_epoch, config.epochs)
+    layers = weight_layers(model)
+    layer_grads = [layer.weight for _, layer in layers]
+    schedule_free = _uses_schedule_free(optimizer)
+
+    record = {
+        "key": key,
+        "kind": "classification",
+        "label": config.label,
+        "config": config.describe(),
+        "provenance": provenance(get_profile(config.profile), config.seed, dev),
+        "data": {"train_images": len(train), "test_images": len(test), "source": train.source,
+                 "steps_per_epoch": steps_per_epoch},
+        "layers": [name for name, _ in layers],
+        "negative_weights": any(
+            config.weight(Progress(s, steps_per_epoch, config.epochs)) < 0
+            for s in range(steps_per_epoch * config.epochs)
+        ),
+        "status": "running",
+        "epochs": [],
+    }
+    bar = _progress_bar(config.epochs * steps_per_epoch, config, progress)
+    started = time.perf_counter()
+    step = 0
+    for epoch in range(config.epochs):
+        model.train()
+        if schedule_free:
+            optimizer.train()
+        sums = torch.zeros(4, device=dev, dtype=torch.float64)  # loss, weighted loss, correct, grad norm
+        layer_sums = torch.zeros(len(layers), device=dev, dtype=torch.float64)
+        weights, lrs, count = [], [], 0
+
+        def log_gradients():
+            norms = torch._foreach_norm([t.grad for t in layer_grads])
+            layer_sums.add_(torch.stack(norms).double())
+            sums[3] += torch.linalg.vector_norm(torch.stack(norms)).double()
+
+        for x, y in train_batches:
+            logits = model(x)
+            loss = F.cross_entropy(logits, y)
+            w, lr = controller.step(step, loss, after_backward=log_gradients)
+            with torch.no_grad():
+                sums[0] += loss.detach().double()
+                sums[1] += loss.detach().double() * (w if config.weight_place == "loss" else 1.0)
+                sums[2] += (logits.argmax(1) == y).sum()
+            weights.append(w)
+            lrs.append(lr)
+            count += y.numel()
+            step += 1
+            if bar is not None:
+                bar.update(1)
+        loss_sum, wloss_sum, correct, grad_sum = sums.tolist()
+        n_steps = len(weights)
+        if not all(math.isfinite(v) for v in (loss_sum, grad_sum)):
+            record["status"] = "diverged"
+            record["diverged_at"] = {"epoch": epoch, "weight": weights[-1], "lr": lrs[-1]}
+            record["wall_seconds"] = time.perf_counter() - started
+            store.save(key, record)
+            if bar is not None:
+                bar.close()
+            warnings.warn(
+                f"run {config.label or key} diverged: non-finite loss or gradient in epoch {epoch} "
+                f"(weight {weights[-1]:.4g}, learning rate {lrs[-1]:.4g}); its record is marked diverged",
+                RuntimeWarning, stacklevel=2,
+            )
+            return record
+        if schedule_free:
+            optimizer.eval()
+            _refresh_batch_norm(model, train_batches)
+        test_loss, test_acc = evaluate(model, test_batches)
+        record["epochs"].append({
+            "epoch": epoch,
+            "train_loss": loss_sum / n_steps,
+            "train_loss_weighted": wloss_sum / n_steps,
+            "train_acc": correct / count,
+            "test_loss": test_loss,
+            "test_acc": test_acc,
+            "weight_mean": sum(weights) / n_steps,
+            "lr_mean": sum(lrs) / n_steps,
+            "grad_norm": grad_sum / n_steps,
+            "layer_grad_norms": [v / n_steps for v in layer_sums.tolist()],
+            "seconds": time.perf_counter() - started,
+        })
+        if bar is not None:
+            bar.set_postfix(test_acc=f"{test_acc:.3f}")
+    if bar is not None:
+        bar.close()
+    accs = [e["test_acc"] for e in record["epochs"]]
+    record.update({
+        "status": "finished",
+        "final_test_acc": accs[-1],
+        "best_test_acc_over_epochs": max(accs),  # selects on the test set: the authors' number, labelled
+        "best_epoch": accs.index(max(accs)),
+        "wall_seconds": time.perf_counter() - started,
+    })
+    store.save(key, record)
+    return record
+
+
+def train_seeds(configs: Sequence[ClassificationConfig], seeds: Sequence[int], **kwargs) -> List[Dict]:
+    """Every configuration at every seed (finished runs are loaded, not retrained); records in order."""
+    return [train_classifier(c.with_(seed=s), **kwargs) for c in configs for s in seeds]
+
+
+def _progress_bar(total: int, config: ClassificationConfig, enabled: bool):
+    """A tqdm bar (a widget in notebooks, text in terminals); off when ``$LOSSDECAY_PROGRESS`` is 0,
+    which the chapter runner sets so that executed pages do not fill with progress text."""
+    if not enabled or os.environ.get("LOSSDECAY_PROGRESS", "1") == "0":
+        return None
+    from tqdm.auto import tqdm
+
+    name = config.label or f"{config.model} seed {config.seed}"
+    return tqdm(total=total, desc=f"{name}, seed {config.seed}", unit="step", leave=False, mininterval=2.0)

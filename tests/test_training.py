@@ -1,0 +1,99 @@
+"""The classification loop on real CIFAR-10 (tiny subsets): records, keys, validation, divergence."""
+
+import math
+
+import pytest
+
+from lossdecay_lib import schedules as S
+from lossdecay_lib.runs import RunStore, compare, mean_std, summarize
+from lossdecay_lib.training import ClassificationConfig, train_classifier
+
+
+def _tiny(**changes):
+    base = ClassificationConfig(profile="smoke", model_settings=(("depth", 5), ("widths", 4)), train_per_class=8,
+                                test_per_class=4, epochs=2, batch_size=16)
+    return base.with_(**changes)
+
+
+@pytest.fixture
+def store(tmp_path):
+    return RunStore(tmp_path / "records")
+
+
+def test_record_has_everything_and_is_reloaded_by_key(store):
+    cfg = _tiny(weight=S.linear_decay(2.0), label="decay")
+    rec = train_classifier(cfg, store=store, progress=False)
+    assert rec["status"] == "finished" and len(rec["epochs"]) == 2
+    e = rec["epochs"][0]
+    for k in ("train_loss", "train_loss_weighted", "test_acc", "test_loss", "weight_mean", "lr_mean", "grad_norm"):
+        assert math.isfinite(e[k]), k
+    assert len(e["layer_grad_norms"]) == 5 == len(rec["layers"])
+    # 5 steps per epoch: epoch 0's weights are 2, 1.8, ..., 1.2 (mean 1.6).
+    assert e["weight_mean"] == pytest.approx(1.6)
+    assert e["train_loss_weighted"] == pytest.approx(e["train_loss"] * e["weight_mean"], rel=0.15)
+    for k in ("profile", "seed", "device", "torch", "lossdecay_lib", "date"):
+        assert k in rec["provenance"]
+    assert rec["data"]["train_images"] == 80 and rec["best_test_acc_over_epochs"] >= rec["final_test_acc"]
+    assert store.path(rec["key"]).is_file()
+    again = train_classifier(cfg, store=store, progress=False)
+    assert again == rec  # loaded, not retrained
+    other = train_classifier(cfg.with_(seed=1), store=store, progress=False)
+    assert other["key"] != rec["key"]
+
+
+def test_same_seed_same_record_on_the_cpu(tmp_path):
+    a = train_classifier(_tiny(), store=RunStore(tmp_path / "a"), progress=False)
+    b = train_classifier(_tiny(), store=RunStore(tmp_path / "b"), progress=False)
+    strip = lambda r: [{k: v for k, v in e.items() if k != "seconds"} for e in r["epochs"]]  # noqa: E731
+    assert strip(a) == strip(b)
+
+
+def test_loss_and_learning_rate_places_agree_for_plain_sgd(store):
+    sgd = (("lr", 0.05),)
+    on_loss = train_classifier(_tiny(weight=S.linear_decay(2.0), optimizer_settings=sgd), store=store, progress=False)
+    on_lr = train_classifier(_tiny(weight=S.linear_decay(2.0), weight_place="lr", optimizer_settings=sgd), store=store,
+                             progress=False)
+    for a, b in zip(on_loss["epochs"], on_lr["epochs"]):
+        assert a["train_loss"] == pytest.approx(b["train_loss"], rel=1e-4)
+        assert a["test_acc"] == pytest.approx(b["test_acc"], abs=1e-9)
+
+
+def test_divergence_is_recorded_not_hidden(store):
+    no_norm = (("depth", 5), ("widths", 4), ("batch_norm", False))
+    with pytest.warns(RuntimeWarning, match=r"diverged: non-finite loss or gradient in epoch 0 .*learning rate 1e\+06"):
+        rec = train_classifier(_tiny(model_settings=no_norm, optimizer_settings=(("lr", 1e6),), epochs=3), store=store,
+                               progress=False)
+    assert rec["status"] == "diverged" and rec["diverged_at"]["epoch"] == 0
+    s = summarize([rec])
+    assert s["diverged"] == [0] and s["seeds"] == []
+
+
+@pytest.mark.parametrize("changes, message", [
+    (dict(profile="laptop"), "unknown profile 'laptop'; valid profiles"),
+    (dict(model="vgg"), "unknown network 'vgg'; valid networks: plain, resnet18_cifar, resnet34_cifar"),
+    (dict(optimizer="lamb"), "unknown optimizer 'lamb'; valid optimizers"),
+    (dict(weight_place="weights"), "unknown place 'weights'"),
+    (dict(epochs=0), "epochs must be a positive integer"),
+    (dict(batch_size=-1), "batch_size must be a positive integer"),
+    (dict(train_per_class=0), "train_per_class must be a positive integer or None"),
+    (dict(model_settings=(("depth", 2),)), "depth"),
+    (dict(optimizer_settings=(("momentum", 0.9),)), "must include the base learning rate"),
+])
+def test_bad_configurations_fail_before_any_work(changes, message, store):
+    with pytest.raises(ValueError, match=message):
+        train_classifier(_tiny(**changes), store=store, progress=False)
+    assert not store.root.exists() or not list(store.root.glob("*.json"))
+
+
+def test_negative_weights_need_permission(store):
+    with pytest.raises(ValueError, match="goes negative"):
+        train_classifier(_tiny(weight=S.linear_decay(1.0, -1.0)), store=store, progress=False)
+
+
+def test_compare_and_mean_std():
+    assert mean_std([1.0, 3.0]) == (2.0, pytest.approx(2**0.5))
+    runs = lambda vals: [{"status": "finished", "final_test_acc": v} for v in vals]  # noqa: E731
+    assert compare(runs([0.5, 0.51, 0.49]), runs([0.6, 0.61, 0.59]))["verdict"] == "supported"
+    assert compare(runs([0.6, 0.61, 0.59]), runs([0.5, 0.51, 0.49]))["verdict"] == "contradicted"
+    assert compare(runs([0.5, 0.6, 0.4]), runs([0.52, 0.62, 0.42]))["verdict"] == "inconclusive"
+    assert compare(runs([0.5]), runs([0.6]))["verdict"].startswith("inconclusive (fewer than 2")
