@@ -53,8 +53,20 @@ def _sgd(params, lr, momentum=0.0, weight_decay=0.0, **kw):
     return torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay, **kw)
 
 
+def _sgd_schedule_free(params, lr, momentum=0.9, weight_decay=0.0, warmup_steps=0, **kw):
+    """Schedule-Free SGD (Defazio et al. 2024), from the ``schedulefree`` package: no learning-rate
+    schedule at all. Needs ``optimizer.train()``/``optimizer.eval()`` around training and evaluation."""
+    try:
+        import schedulefree
+    except ImportError:
+        raise ImportError("Schedule-Free SGD needs the 'schedulefree' package: pip install schedulefree") from None
+    return schedulefree.SGDScheduleFree(params, lr=lr, momentum=momentum, weight_decay=weight_decay,
+                                        warmup_steps=warmup_steps, **kw)
+
+
 OPTIMIZERS: Dict[str, Callable[..., torch.optim.Optimizer]] = {
     "sgd": _sgd,
+    "sgd_schedule_free": _sgd_schedule_free,
     "heavy_ball_sgd": HeavyBallSGD,
     "adam": torch.optim.Adam,
     "adamw": torch.optim.AdamW,

@@ -40,6 +40,7 @@ class ClassificationSizes:
     batch_size: int
     depths: Tuple[int, ...]  # plain networks compared (the paper's Fig. 1: 40 and 50 layers)
     width: int  # channels of the first stage (then 2x, 4x); He et al.'s CIFAR width is 16
+    resnet_width: int  # first-stage width of the authors' CIFAR ResNet-34 (theirs: 64)
 
     @property
     def train_images(self) -> int:
@@ -70,7 +71,7 @@ PROFILES: Dict[str, Profile] = {
         seeds=1,
         curve_steps_per_epoch=5,
         equivalence=EquivalenceSizes(steps=20, batch_size=16, per_class=16, depth=6, width=8),
-        classification=ClassificationSizes(train_per_class=10, test_per_class=10, epochs=2, batch_size=50, depths=(6, 8), width=4),
+        classification=ClassificationSizes(train_per_class=10, test_per_class=10, epochs=2, batch_size=50, depths=(6, 8), width=4, resnet_width=4),
     ),
     "cpu": Profile(
         name="cpu",
@@ -78,7 +79,7 @@ PROFILES: Dict[str, Profile] = {
         seeds=3,
         curve_steps_per_epoch=50,
         equivalence=EquivalenceSizes(steps=200, batch_size=64, per_class=128, depth=8, width=16),
-        classification=ClassificationSizes(train_per_class=200, test_per_class=100, epochs=20, batch_size=100, depths=(40, 50), width=8),
+        classification=ClassificationSizes(train_per_class=200, test_per_class=100, epochs=20, batch_size=100, depths=(40, 50), width=8, resnet_width=8),
     ),
     "gpu": Profile(
         name="gpu",
@@ -86,7 +87,7 @@ PROFILES: Dict[str, Profile] = {
         seeds=3,
         curve_steps_per_epoch=50,
         equivalence=EquivalenceSizes(steps=500, batch_size=128, per_class=512, depth=10, width=16),
-        classification=ClassificationSizes(train_per_class=None, test_per_class=None, epochs=30, batch_size=128, depths=(40, 50), width=16),
+        classification=ClassificationSizes(train_per_class=None, test_per_class=None, epochs=30, batch_size=128, depths=(40, 50), width=16, resnet_width=64),
     ),
     "paper": Profile(
         name="paper",
@@ -94,7 +95,7 @@ PROFILES: Dict[str, Profile] = {
         seeds=3,
         curve_steps_per_epoch=50,
         equivalence=EquivalenceSizes(steps=500, batch_size=128, per_class=512, depth=10, width=16),
-        classification=ClassificationSizes(train_per_class=None, test_per_class=None, epochs=100, batch_size=128, depths=(40, 50), width=16),
+        classification=ClassificationSizes(train_per_class=None, test_per_class=None, epochs=100, batch_size=128, depths=(40, 50), width=16, resnet_width=64),
     ),
 }
 PROFILE_NAMES = tuple(PROFILES) + ("auto",)

@@ -21,7 +21,7 @@ from typing import Dict, Iterable, Iterator, List, Optional, Sequence, Tuple, Un
 from .records import read_json, write_json_atomic
 
 __all__ = ["RECORDS_ENV", "RunStore", "config_key", "group_by_label", "metric_curves", "summarize",
-           "markdown_table", "mean_std", "compare"]
+           "markdown_table", "mean_std", "compare", "jump_epoch"]
 
 RECORDS_ENV = "LOSSDECAY_RECORDS"
 
@@ -142,3 +142,17 @@ def compare(baseline: Sequence[Dict], treatment: Sequence[Dict], metric: str = "
     else:
         verdict = "inconclusive"
     return {"diff": diff, "se": se, "verdict": verdict, "n": (len(a), len(b))}
+
+
+def jump_epoch(record: Dict, metric: str = "test_acc") -> Tuple[int, float]:
+    """The epoch (1-based) with the largest one-epoch rise of ``metric``, and the size of that rise.
+
+    The paper's "death convergence" is a sudden late jump in test accuracy; this locates the largest
+    jump of a run, wherever it is, so that its timing can be compared with the schedule's.
+    """
+    values = [e[metric] for e in record["epochs"]]
+    if len(values) < 2:
+        return 1, 0.0
+    rises = [b - a for a, b in zip(values, values[1:])]
+    i = max(range(len(rises)), key=rises.__getitem__)
+    return i + 2, rises[i]

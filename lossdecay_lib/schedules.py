@@ -47,6 +47,7 @@ __all__ = [
     "linear_to_zero",
     "one_cycle",
     "per_epoch",
+    "stretched",
     "schedule_by_name",
     "SCHEDULES",
     "curve",
@@ -378,6 +379,28 @@ def per_epoch(inner: Schedule, offset: int = 0) -> Schedule:
     ``per_epoch(poly(0.9))``. ``offset`` shifts the epoch read (``offset=1``: the value one epoch ahead).
     """
     return PerEpoch(inner, offset)
+
+
+class Stretched(Schedule):
+    def __init__(self, inner: Schedule, epochs: float = 100.0):
+        if epochs <= 0:
+            raise ValueError(f"epochs must be positive, got {epochs}")
+        self.inner, self.epochs = inner, float(epochs)
+
+    def value(self, progress):
+        steps_per_epoch = 1000  # fine enough to place every step of the real run
+        step = int(math.floor(progress.fraction * self.epochs * steps_per_epoch + 1e-6))
+        return self.inner(Progress(step, steps_per_epoch, self.epochs))
+
+
+def stretched(inner: Schedule, epochs: float = 100.0) -> Schedule:
+    """``inner`` as it runs over an ``epochs``-long run, stretched (or squeezed) onto the actual run.
+
+    For schedules written in absolute epochs: the authors' code weight assumes 100 epochs (its cliff is
+    at epoch 70), so a 20-epoch run uses ``stretched(authors_code_weight(), 100)``, with its cliff at
+    epoch 14.
+    """
+    return Stretched(inner, epochs)
 
 
 # --------------------------------------------------------------------------------------------------

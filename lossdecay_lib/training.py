@@ -196,6 +196,7 @@ def train_classifier(config: ClassificationConfig, data_root=None, device: str =
     if not force:
         existing = store.load(key)
         if existing is not None:
+            existing["label"] = config.label  # the same run may be shown under another name elsewhere
             return existing
 
     dev = resolve_device(device)

@@ -93,5 +93,5 @@ def test_first_batches_cycles_epochs_and_validates():
 def test_build_optimizer_lists_valid_names():
     p = [torch.nn.Parameter(torch.zeros(1))]
     assert isinstance(build_optimizer("heavy_ball_sgd", p, lr=0.1), HeavyBallSGD)
-    with pytest.raises(ValueError, match=r"unknown optimizer 'lamb'; valid optimizers: adam, adamw, heavy_ball_sgd, sgd"):
+    with pytest.raises(ValueError, match=r"unknown optimizer 'lamb'; valid optimizers: adam, adamw, heavy_ball_sgd, sgd, sgd_schedule_free"):
         build_optimizer("lamb", p, lr=0.1)

@@ -125,3 +125,11 @@ def test_progress_validates():
     with pytest.raises(ValueError, match="epochs"):
         Progress(0, 1, 0)
     assert Progress(15, 10, 3).epoch == 1.5 and Progress(15, 10, 3).fraction == pytest.approx(0.5)
+
+
+def test_stretched_moves_the_authors_cliff_onto_a_shorter_run():
+    code20 = S.stretched(S.authors_code_weight(), epochs=100)
+    assert code20.at(13.9, epochs=20, steps_per_epoch=10) == 1.0
+    assert code20.at(14, epochs=20, steps_per_epoch=10) == pytest.approx(0.2)
+    assert code20.at(19.9, epochs=20, steps_per_epoch=10) == pytest.approx(2 / 3 - 99 / 150)
+    assert [code20.at(e, 100) for e in range(100)] == [S.authors_code_weight().at(e, 100) for e in range(100)]
