@@ -45,13 +45,10 @@ from lossdecay_lib.training import ClassificationConfig, train_seeds
 
 run = start_chapter(profile=profile, seed=seed)
 sizes = run.profile.classification
-seeds = list(range(seed, seed + run.profile.seeds))
+seeds = run.seeds
 depth = sizes.depths[0]
-display(Markdown(markdown_table(
-    ["training images", "test images", "epochs", "batch", "network", "seeds"],
-    [[sizes.train_images, sizes.test_images, sizes.epochs, sizes.batch_size,
-      f"plain, depth {depth}, widths {sizes.width}/{2 * sizes.width}/{4 * sizes.width}", ", ".join(map(str, seeds))]],
-)))
+widths = f"{sizes.width}/{2 * sizes.width}/{4 * sizes.width}"
+display(Markdown(sizes.table(seeds, network=f"plain, depth {depth}, widths {widths}")))
 
 # %% [markdown]
 # ## The settings

@@ -45,13 +45,9 @@ from lossdecay_lib.training import ClassificationConfig, train_seeds
 
 run = start_chapter(profile=profile, seed=seed)
 sizes = run.profile.classification
-seeds = list(range(seed, seed + run.profile.seeds))
-display(Markdown(markdown_table(
-    ["training images", "test images", "epochs", "batch", "depths", "widths", "seeds"],
-    [[sizes.train_images, sizes.test_images, sizes.epochs, sizes.batch_size,
-      ", ".join(map(str, sizes.depths)), f"{sizes.width}/{2 * sizes.width}/{4 * sizes.width}",
-      ", ".join(map(str, seeds))]],
-)))
+seeds = run.seeds
+widths = f"{sizes.width}/{2 * sizes.width}/{4 * sizes.width}"
+display(Markdown(sizes.table(seeds, network=f"plain, depths {', '.join(map(str, sizes.depths))}, widths {widths}")))
 
 # %% [markdown]
 # ## The runs

@@ -50,6 +50,14 @@ class ClassificationSizes:
     def test_images(self) -> int:
         return 10_000 if self.test_per_class is None else 10 * self.test_per_class
 
+    def table(self, seeds, network: str) -> str:
+        """The sizes a chapter runs at, as a Markdown table (each chapter states them at its top)."""
+        head = ["training images", "test images", "epochs", "batch", "network", "seeds"]
+        row = [self.train_images, self.test_images, self.epochs, self.batch_size, network,
+               ", ".join(map(str, seeds))]
+        return "\n".join(["| " + " | ".join(head) + " |", "|" + "---|" * len(head),
+                          "| " + " | ".join(map(str, row)) + " |"])
+
 
 @dataclass(frozen=True)
 class Profile:

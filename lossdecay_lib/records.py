@@ -96,6 +96,11 @@ class ChapterRun:
     info: Dict[str, Any] = field(default_factory=dict)
     started: float = field(default_factory=time.perf_counter)
 
+    @property
+    def seeds(self):
+        """The seeds a comparison runs: ``profile.seeds`` of them, from the chapter's ``seed`` on."""
+        return list(range(self.seed, self.seed + self.profile.seeds))
+
     def header(self) -> str:
         i = self.info
         asked = "" if self.requested_profile == self.profile.name else f" (from '{self.requested_profile}')"
