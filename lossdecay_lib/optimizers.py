@@ -13,7 +13,7 @@ from typing import Callable, Dict, Iterable
 
 import torch
 
-__all__ = ["HeavyBallSGD", "OPTIMIZERS", "build_optimizer"]
+__all__ = ["HeavyBallSGD", "OPTIMIZERS", "build_optimizer", "check_optimizer_name"]
 
 
 class HeavyBallSGD(torch.optim.Optimizer):
@@ -73,10 +73,24 @@ OPTIMIZERS: Dict[str, Callable[..., torch.optim.Optimizer]] = {
 }
 
 
+def _torch_optimizer(name: str):
+    cls = getattr(torch.optim, name, None)
+    if isinstance(cls, type) and issubclass(cls, torch.optim.Optimizer):
+        return cls
+    return None
+
+
+def check_optimizer_name(name: str) -> None:
+    """Accept a name of :data:`OPTIMIZERS` or any ``torch.optim`` class (e.g. ``"RMSprop"``)."""
+    if name not in OPTIMIZERS and _torch_optimizer(name) is None:
+        raise ValueError(
+            f"unknown optimizer {name!r}; valid optimizers: {', '.join(sorted(OPTIMIZERS))}, "
+            "or the name of any torch.optim class (e.g. 'RMSprop')"
+        )
+
+
 def build_optimizer(name: str, params: Iterable, **settings) -> torch.optim.Optimizer:
     """An optimizer from its name; an unknown name is an error that lists the valid ones."""
-    try:
-        factory = OPTIMIZERS[name]
-    except KeyError:
-        raise ValueError(f"unknown optimizer {name!r}; valid optimizers: {', '.join(sorted(OPTIMIZERS))}") from None
+    check_optimizer_name(name)
+    factory = OPTIMIZERS.get(name) or _torch_optimizer(name)
     return factory(params, **settings)

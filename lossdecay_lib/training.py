@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 
 from .models import MODEL_NAMES, build_model, weight_layers
-from .optimizers import OPTIMIZERS, build_optimizer
+from .optimizers import build_optimizer, check_optimizer_name
 from .profiles import get_profile, resolve_device
 from .records import provenance, seed_everything
 from .schedules import Progress, Schedule, constant
@@ -70,8 +70,7 @@ class ClassificationConfig:
         get_profile(self.profile)
         if self.model not in MODEL_NAMES:
             raise ValueError(f"unknown network {self.model!r}; valid networks: {', '.join(MODEL_NAMES)}")
-        if self.optimizer not in OPTIMIZERS:
-            raise ValueError(f"unknown optimizer {self.optimizer!r}; valid optimizers: {', '.join(sorted(OPTIMIZERS))}")
+        check_optimizer_name(self.optimizer)
         if self.weight_place not in PLACES:
             raise ValueError(f"unknown place {self.weight_place!r}; a schedule can act on one of: {', '.join(PLACES)}")
         for name in ("epochs", "batch_size"):

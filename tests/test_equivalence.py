@@ -93,5 +93,7 @@ def test_first_batches_cycles_epochs_and_validates():
 def test_build_optimizer_lists_valid_names():
     p = [torch.nn.Parameter(torch.zeros(1))]
     assert isinstance(build_optimizer("heavy_ball_sgd", p, lr=0.1), HeavyBallSGD)
-    with pytest.raises(ValueError, match=r"unknown optimizer 'lamb'; valid optimizers: adam, adamw, heavy_ball_sgd, sgd, sgd_schedule_free"):
+    with pytest.raises(ValueError, match=r"unknown optimizer 'lamb'; valid optimizers: adam, adamw, heavy_ball_sgd, sgd, "
+                                         r"sgd_schedule_free, or the name of any torch.optim class"):
         build_optimizer("lamb", p, lr=0.1)
+    assert isinstance(build_optimizer("RMSprop", p, lr=0.1), torch.optim.RMSprop)
