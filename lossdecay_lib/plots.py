@@ -69,7 +69,10 @@ def plot_schedules(
         ax.set_title(title)
         ax.set_xlabel(f"epoch (of {epochs})")
         ax.set_ylabel((ylabels or {}).get(title, "value"))
-        ax.legend(loc="best")
+        if any(name in markers for name in group):  # dots fill the panel: a framed legend, big markers
+            ax.legend(loc="center left", markerscale=8, frameon=True, framealpha=0.95)
+        else:
+            ax.legend(loc="best")
     for ax in list(axes.flat)[n:]:
         ax.set_visible(False)
     fig.tight_layout()
