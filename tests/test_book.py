@@ -70,6 +70,7 @@ def test_rendered_chapter_shows_its_figures_and_run_facts(html, name):
     for src in figures:
         assert (page.parent / src).resolve().stat().st_size > 5000, src
     assert "Traceback (most recent call last)" not in text
+    assert "|---|" not in text and "|\u2014|" not in text, "a Markdown table output was not rendered as a table"
     assert "profile: smoke" in text and "Executed in" in text and "lossdecay_lib 0.1.0" in text
     assert "injected-parameters" not in text and "# Parameters" not in text
     assert re.search(rf'colab\.research\.google\.com/github/[^"]+/blob/main/book/{name}\.ipynb', text), "Colab link"
