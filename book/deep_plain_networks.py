@@ -99,7 +99,7 @@ display(Markdown(markdown_table(
 # accuracy, in points) at each depth, with its standard error over seeds, and the verdict for "loss decay
 # is better" (supported when the gain exceeds two standard errors).
 
-# %%
+# %% tags=["nbval-check-output"]
 gains = {}
 for depth, groups in records.items():
     base, decay = groups.values()

@@ -47,7 +47,7 @@ def provenance(profile: Profile, seed: int, device: torch.device) -> Dict[str, A
         "device": str(device),
         "device_name": device_name(device),
         "lossdecay_lib": __version__,
-        "torch": torch.__version__,
+        "torch": str(torch.__version__),
         "python": platform.python_version(),
         "date": _utc_now(),
     }

@@ -23,6 +23,7 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 import torch
 import torch.nn.functional as F
 
+from .checkpoints import load_checkpoint, remove_checkpoint, save_checkpoint
 from .models import MODEL_NAMES, build_model, weight_layers
 from .optimizers import build_optimizer, check_optimizer_name
 from .profiles import get_profile, resolve_device
@@ -180,16 +181,21 @@ def _refresh_batch_norm(model, batches, max_batches: int = 20) -> None:
 
 
 def train_classifier(config: ClassificationConfig, data_root=None, device: str = "auto", store=None,
-                     force: bool = False, progress: bool = True) -> Dict:
+                     force: bool = False, progress: bool = True, checkpoint_every: int = 1) -> Dict:
     """Train (or load) one run and return its record (a JSON-ready dict).
 
     ``store`` is a :class:`lossdecay_lib.runs.RunStore` (default: the checkout's ``records/``); a
-    finished record with the same key is returned as is unless ``force``.
+    finished record with the same key is returned as is unless ``force``. Every ``checkpoint_every``
+    epochs the run is checkpointed beside its record (``<key>.ckpt.pt``); rerunning an interrupted
+    configuration resumes from there (``force`` starts afresh). A CPU run resumed after a kill ends
+    with the same record as an uninterrupted one.
     """
     from .data import CifarBatches, load_cifar10
     from .runs import RunStore
 
     config.validate()
+    if not isinstance(checkpoint_every, int) or checkpoint_every < 1:
+        raise ValueError(f"checkpoint_every must be a positive integer (epochs), got {checkpoint_every!r}")
     store = store or RunStore.default()
     key = store.key(config.describe())
     if not force:
@@ -237,10 +243,19 @@ def train_classifier(config: ClassificationConfig, data_root=None, device: str =
         "status": "running",
         "epochs": [],
     }
+    checkpoint = store.root / f"{key}.ckpt.pt"
+    start_epoch, step, elapsed = 0, 0, 0.0
+    saved = None if force else load_checkpoint(checkpoint)
+    if saved is not None:
+        model.load_state_dict(saved["model"])
+        optimizer.load_state_dict(saved["optimizer"])  # after the controller read the base learning rates
+        torch.set_rng_state(saved["rng"])
+        record, start_epoch, step, elapsed = saved["record"], saved["epoch"] + 1, saved["step"], saved["elapsed"]
     bar = _progress_bar(config.epochs * steps_per_epoch, config, progress)
-    started = time.perf_counter()
-    step = 0
-    for epoch in range(config.epochs):
+    if bar is not None:
+        bar.update(step)
+    started = time.perf_counter() - elapsed
+    for epoch in range(start_epoch, config.epochs):
         model.train()
         if schedule_free:
             optimizer.train()
@@ -253,7 +268,7 @@ def train_classifier(config: ClassificationConfig, data_root=None, device: str =
             layer_sums.add_(torch.stack(norms).double())
             sums[3] += torch.linalg.vector_norm(torch.stack(norms)).double()
 
-        for x, y in train_batches:
+        for x, y in train_batches.epoch_batches(epoch):
             logits = model(x)
             loss = F.cross_entropy(logits, y)
             w, lr = controller.step(step, loss, after_backward=log_gradients)
@@ -274,6 +289,7 @@ def train_classifier(config: ClassificationConfig, data_root=None, device: str =
             record["diverged_at"] = {"epoch": epoch, "weight": weights[-1], "lr": lrs[-1]}
             record["wall_seconds"] = time.perf_counter() - started
             store.save(key, record)
+            remove_checkpoint(checkpoint)
             if bar is not None:
                 bar.close()
             warnings.warn(
@@ -284,7 +300,7 @@ def train_classifier(config: ClassificationConfig, data_root=None, device: str =
             return record
         if schedule_free:
             optimizer.eval()
-            _refresh_batch_norm(model, train_batches)
+            _refresh_batch_norm(model, train_batches.epoch_batches(epoch))
         test_loss, test_acc = evaluate(model, test_batches)
         record["epochs"].append({
             "epoch": epoch,
@@ -301,6 +317,11 @@ def train_classifier(config: ClassificationConfig, data_root=None, device: str =
         })
         if bar is not None:
             bar.set_postfix(test_acc=f"{test_acc:.3f}")
+        if (epoch + 1) % checkpoint_every == 0 and epoch + 1 < config.epochs:
+            save_checkpoint(checkpoint, {
+                "epoch": epoch, "step": step, "elapsed": time.perf_counter() - started, "record": record,
+                "model": model.state_dict(), "optimizer": optimizer.state_dict(), "rng": torch.get_rng_state(),
+            })
     if bar is not None:
         bar.close()
     accs = [e["test_acc"] for e in record["epochs"]]
@@ -312,6 +333,7 @@ def train_classifier(config: ClassificationConfig, data_root=None, device: str =
         "wall_seconds": time.perf_counter() - started,
     })
     store.save(key, record)
+    remove_checkpoint(checkpoint)
     return record
 
 
