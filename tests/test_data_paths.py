@@ -39,6 +39,8 @@ def make_archive(path: Path, files: dict) -> str:
 
 def test_data_root_rule_argument_then_env_then_user_cache(tmp_path, monkeypatch):
     assert paths.resolve_data_root() == tmp_path / "xdg" / "lossdecay"
+    (tmp_path / "from-env").mkdir()
+    (tmp_path / "arg").mkdir()
     monkeypatch.setenv(paths.DATA_ENV, str(tmp_path / "from-env"))
     assert paths.resolve_data_root() == tmp_path / "from-env"
     assert paths.resolve_data_root(tmp_path / "arg") == tmp_path / "arg"
@@ -195,7 +197,16 @@ def test_atomic_write_leaves_no_partial_file_on_error(tmp_path):
     assert target.read_bytes() == b"whole" and os.listdir(tmp_path / "out") == ["cache.bin"]
 
 
+def test_a_named_data_root_that_does_not_exist_is_an_error(tmp_path, monkeypatch):
+    with pytest.raises(DatasetNotFoundError, match=r"data root .*typo \(from the data_root argument\) does not exist"):
+        paths.find_dataset("cifar10", tmp_path / "typo")
+    monkeypatch.setenv(paths.DATA_ENV, str(tmp_path / "also-typo"))
+    with pytest.raises(DatasetNotFoundError, match=r"also-typo \(from \$LOSSDECAY_DATA\) does not exist"):
+        paths.find_dataset("cifar10")
+
+
 def test_an_extraction_in_progress_is_never_used(tmp_path):
+    (tmp_path / "data").mkdir()
     (tmp_path / "cache" / "extracted" / ".partial-camvid-xyz" / "CamVid").mkdir(parents=True)
     with pytest.raises(DatasetNotFoundError):
         paths.find_dataset("camvid", tmp_path / "data")

@@ -72,11 +72,21 @@ def resolve_cache_dir(cache_dir: Optional[PathLike] = None) -> Path:
 def _resolve_data_root_with_origin(data_root: Optional[PathLike]) -> Tuple[Path, str]:
     """The data root and a phrase saying where it came from (for error messages)."""
     if data_root is not None:
-        return Path(data_root).expanduser(), "the data_root argument"
+        return _existing(Path(data_root).expanduser(), "the data_root argument"), "the data_root argument"
     env = os.environ.get(DATA_ENV)
     if env:
-        return Path(env).expanduser(), f"${DATA_ENV}"
+        return _existing(Path(env).expanduser(), f"${DATA_ENV}"), f"${DATA_ENV}"
     return user_cache_dir(), f"the default user cache (neither data_root nor ${DATA_ENV} was set)"
+
+
+def _existing(root: Path, origin: str) -> Path:
+    # A data root someone named must exist: a typo should not fall back silently to cached copies.
+    if not root.is_dir():
+        raise DatasetNotFoundError(
+            f"the data root {root} (from {origin}) does not exist or is not a folder; "
+            f"pass an existing folder as data_root, or set ${DATA_ENV} to one"
+        )
+    return root
 
 
 # ----------------------------------------------------------------------------------------------
