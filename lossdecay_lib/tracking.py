@@ -1,0 +1,101 @@
+"""Curvature along a training run: the paper's Eq. 2 measured at the steps the optimizer really takes.
+
+The paper explains loss decay with the second-order expansion of the loss along a step,
+``f(x - eta w g) ~ f(x) - eta w g^T g + 1/2 eta^2 w^2 g^T H g`` (Eq. 2), and quotes Goodfellow et al.:
+"the gradient norm does not shrink significantly throughout learning, but the g^T H g term grows by
+more than an order of magnitude". It measures none of it. A :class:`CurvatureTracker` does, every
+``every`` steps of a run, on a fixed evaluation batch of training images:
+
+- ``g^T g`` and ``g^T H g`` at the current weights (the two terms of Eq. 2, for a unit step);
+- the step the optimizer actually took, ``d`` (momentum, weight decay and all), the quadratic model's
+  prediction of its effect on the evaluation loss, ``g^T d + 1/2 d^T H d``, and the actual change;
+- optionally the top Hessian eigenvalue (the sharpness), whose product with the effective learning rate
+  is compared with the heavy-ball stability threshold ``2 (1 + momentum)`` by the chapter.
+
+Batch norm uses the evaluation batch's statistics and the model is left unchanged
+(:func:`lossdecay_lib.curvature.measurement_mode`).
+"""
+
+from __future__ import annotations
+
+from typing import Dict, List, Optional, Tuple
+
+import torch
+import torch.nn.functional as F
+
+from .curvature import LossHessian, measurement_mode, trainable_parameters
+
+__all__ = ["CurvatureTracker"]
+
+
+def _dot(xs, ys) -> float:
+    return float(sum((x.double() * y.double()).sum() for x, y in zip(xs, ys)))
+
+
+class CurvatureTracker:
+    """Measures Eq. 2's terms around the optimizer's step every ``every`` steps.
+
+    Use in a training loop: ``if tracker.due(step): tracker.before_step()``; take the step;
+    ``tracker.after_step(step, epoch, weight, lr)``. Rows accumulate in :attr:`rows`.
+    ``sharpness_every``: estimate the top Hessian eigenvalue at every k-th measurement (0: never; it
+    costs up to ``lanczos_iterations`` Hessian-vector products).
+    """
+
+    def __init__(self, model: torch.nn.Module, batch: Tuple[torch.Tensor, torch.Tensor], every: int,
+                 sharpness_every: int = 0, lanczos_iterations: int = 20):
+        if every < 1:
+            raise ValueError(f"every must be a positive number of steps, got {every}")
+        if sharpness_every < 0:
+            raise ValueError(f"sharpness_every must be >= 0, got {sharpness_every}")
+        self.model, self.batch = model, batch
+        self.every, self.sharpness_every, self.lanczos_iterations = every, sharpness_every, lanczos_iterations
+        self.rows: List[Dict] = []
+        self._before: Optional[List[torch.Tensor]] = None
+
+    def due(self, step: int) -> bool:
+        return step % self.every == 0
+
+    @torch.no_grad()
+    def before_step(self) -> None:
+        self._before = [p.detach().clone() for p in trainable_parameters(self.model)]
+
+    def _eval_loss(self) -> float:
+        x, y = self.batch
+        with measurement_mode(self.model), torch.no_grad():
+            return float(F.cross_entropy(self.model(x), y))
+
+    def after_step(self, step: int, epoch: int, weight: float, lr: float) -> Dict:
+        """Measure around the step just taken (the weights before it were saved by :meth:`before_step`)."""
+        if self._before is None:
+            raise RuntimeError("after_step() without before_step()")
+        params = trainable_parameters(self.model)
+        with torch.no_grad():
+            after = [p.detach().clone() for p in params]
+            step_taken = [a - b for a, b in zip(after, self._before)]
+            for p, b in zip(params, self._before):
+                p.copy_(b)
+        try:
+            hessian = LossHessian(self.model, *self.batch)
+            m = hessian.curvature()
+            g = hessian.gradient
+            h_step = hessian.hvp(step_taken)
+            predicted = _dot(g, step_taken) + 0.5 * _dot(step_taken, h_step)
+            sharpness = None
+            n = len(self.rows)
+            if self.sharpness_every and n % self.sharpness_every == 0:
+                sharpness = hessian.top_eigenvalue(max_iterations=self.lanczos_iterations).value
+            del hessian
+        finally:
+            with torch.no_grad():
+                for p, a in zip(params, after):
+                    p.copy_(a)
+            self._before = None
+        row = {
+            "step": step, "epoch": epoch, "weight": weight, "lr": lr,
+            "loss": m.loss, "gTg": m.grad_dot_grad, "gTHg": m.grad_hessian_grad,
+            "step_norm": _dot(step_taken, step_taken) ** 0.5,
+            "predicted_change": predicted, "actual_change": self._eval_loss() - m.loss,
+            "sharpness": sharpness,
+        }
+        self.rows.append(row)
+        return row
