@@ -24,6 +24,7 @@ import torch
 import torch.nn.functional as F
 
 from .checkpoints import load_checkpoint, remove_checkpoint, save_checkpoint
+from .tracking import CurvatureTracker
 from .models import MODEL_NAMES, build_model, weight_layers
 from .optimizers import build_optimizer, check_optimizer_name
 from .profiles import get_profile, resolve_device
@@ -64,7 +65,12 @@ class ClassificationConfig:
     allow_negative: bool = False
     seed: int = 0
     augment: bool = True
+    curvature_every: int = 0  # measure Eq. 2's terms every this many steps (0: never); see tracking.py
+    sharpness_every: int = 0  # also the top Hessian eigenvalue at every k-th of those measurements
     label: str = ""  # a reader's name for the run in figures; not part of the key
+
+    #: Fields added after records existed; left out of the key at these defaults so old keys still hold.
+    _KEY_DEFAULTS = {"curvature_every": 0, "sharpness_every": 0}
 
     def validate(self) -> None:
         """Every bad value is an error before any work starts; names list the valid choices."""
@@ -82,6 +88,10 @@ class ClassificationConfig:
             value = getattr(self, name)
             if value is not None and (not isinstance(value, int) or value <= 0):
                 raise ValueError(f"{name} must be a positive integer or None, got {value!r}")
+        for name in ("curvature_every", "sharpness_every"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < 0:
+                raise ValueError(f"{name} must be a non-negative integer, got {value!r}")
         if not isinstance(self.seed, int) or self.seed < 0:
             raise ValueError(f"seed must be a non-negative integer, got {self.seed!r}")
         if "lr" not in dict(self.optimizer_settings):
@@ -114,6 +124,9 @@ class ClassificationConfig:
         """A JSON-ready description (schedules by their repr); the record's key is derived from it."""
         d = asdict(self)
         d.pop("label")
+        for name, default in self._KEY_DEFAULTS.items():
+            if d[name] == default:
+                d.pop(name)
         d["weight"] = repr(self.weight)
         d["lr_schedule"] = repr(self.lr_schedule)
         d["model_settings"] = dict(self.model_settings)
@@ -243,6 +256,12 @@ def train_classifier(config: ClassificationConfig, data_root=None, device: str =
         "status": "running",
         "epochs": [],
     }
+    tracker = None
+    if config.curvature_every:
+        fixed_batch = next(iter(CifarBatches(train, config.batch_size, train=False, device=dev,
+                                             channels_last=channels_last)))
+        tracker = CurvatureTracker(model, fixed_batch, config.curvature_every, config.sharpness_every)
+        record["curvature"] = tracker.rows
     checkpoint = store.root / f"{key}.ckpt.pt"
     start_epoch, step, elapsed = 0, 0, 0.0
     saved = None if force else load_checkpoint(checkpoint)
@@ -251,6 +270,9 @@ def train_classifier(config: ClassificationConfig, data_root=None, device: str =
         optimizer.load_state_dict(saved["optimizer"])  # after the controller read the base learning rates
         torch.set_rng_state(saved["rng"])
         record, start_epoch, step, elapsed = saved["record"], saved["epoch"] + 1, saved["step"], saved["elapsed"]
+        if tracker is not None:
+            tracker.rows[:] = record["curvature"]
+            record["curvature"] = tracker.rows
     bar = _progress_bar(config.epochs * steps_per_epoch, config, progress)
     if bar is not None:
         bar.update(step)
@@ -269,9 +291,14 @@ def train_classifier(config: ClassificationConfig, data_root=None, device: str =
             sums[3] += torch.linalg.vector_norm(torch.stack(norms)).double()
 
         for x, y in train_batches.epoch_batches(epoch):
+            measure = tracker is not None and tracker.due(step)
+            if measure:
+                tracker.before_step()
             logits = model(x)
             loss = F.cross_entropy(logits, y)
             w, lr = controller.step(step, loss, after_backward=log_gradients)
+            if measure:
+                tracker.after_step(step, epoch, w, lr)
             with torch.no_grad():
                 sums[0] += loss.detach().double()
                 sums[1] += loss.detach().double() * (w if config.weight_place == "loss" else 1.0)

@@ -110,3 +110,20 @@ def test_jump_epoch_finds_the_largest_rise():
 
     rec = {"epochs": [{"test_acc": v} for v in (0.1, 0.2, 0.25, 0.6, 0.62)]}
     assert jump_epoch(rec) == (4, pytest.approx(0.35))
+
+
+def test_curvature_tracking_is_recorded_and_keys_of_untracked_runs_are_unchanged(store):
+    plain = _tiny()
+    assert "curvature_every" not in plain.describe()  # old records keep their keys
+    tracked = _tiny(curvature_every=3, sharpness_every=2)
+    assert tracked.describe()["curvature_every"] == 3
+    rec = train_classifier(tracked, store=store, progress=False)
+    rows = rec["curvature"]
+    assert [r["step"] for r in rows] == [0, 3, 6, 9]
+    assert all(r["gTg"] > 0 for r in rows)
+    assert [r["sharpness"] is not None for r in rows] == [True, False, True, False]
+    untracked = train_classifier(plain, store=store, progress=False)
+    assert "curvature" not in untracked
+    assert [e["test_acc"] for e in untracked["epochs"]] == [e["test_acc"] for e in rec["epochs"]]
+    with pytest.raises(ValueError, match="curvature_every must be a non-negative integer"):
+        _tiny(curvature_every=-1).validate()
