@@ -16,7 +16,7 @@ import numpy as np
 from .schedules import Schedule, curve
 
 __all__ = ["use_style", "plot_schedules", "plot_identity_gaps", "plot_adam_multiplier", "plot_curves",
-           "plot_metric_bands", "plot_layer_grad_norms"]
+           "plot_metric_bands", "plot_layer_grad_norms", "plot_curvature_along_training", "plot_quadratic_check"]
 
 PALETTE = ["#0b5394", "#cc4125", "#38761d", "#e69138", "#674ea7", "#45818e", "#a61c00", "#7f6000", "#999999"]
 
@@ -193,5 +193,78 @@ def plot_layer_grad_norms(groups, epochs: Sequence[int], title: str = ""):
     axes.flat[0].legend()
     if title:
         fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def _curvature_series(records, key, transform=None):
+    """Per measurement: epochs (fractional) and the mean over seeds of ``key`` (rows where it exists)."""
+    runs = [r for r in records if r["status"] == "finished" and r.get("curvature")]
+    if not runs:
+        return np.array([]), np.array([])
+    spe = runs[0]["data"]["steps_per_epoch"]
+    steps = [row["step"] for row in runs[0]["curvature"] if row.get(key) is not None]
+    values = []
+    for r in runs:
+        by_step = {row["step"]: row for row in r["curvature"] if row.get(key) is not None}
+        values.append([transform(by_step[s]) if transform else by_step[s][key] for s in steps if s in by_step])
+    n = min(len(v) for v in values)
+    return np.asarray(steps[:n]) / spe, np.mean([v[:n] for v in values], axis=0)
+
+
+def plot_curvature_along_training(groups, momentum: float, weight_decay: float = 0.0, title: str = ""):
+    """The two terms of the paper's Eq. 2 and the stability ratio along training, one line per setting.
+
+    Panels: ``g^T g``; ``g^T H g``; and ``eta_t w_t (lambda_max + weight decay) / (2 (1 + momentum))``, the
+    effective step against the heavy-ball stability threshold (above 1: a quadratic with that curvature
+    makes the step diverge). ``groups``: ``{label: [records with curvature rows]}``; means over seeds.
+    """
+    from .curvature import stability_ratio
+
+    use_style()
+    fig, axes = plt.subplots(1, 3, figsize=(15, 3.8))
+    ratio = lambda row: stability_ratio(row["sharpness"], row["lr"], row["weight"], momentum, weight_decay)  # noqa: E731
+    for i, (label, records) in enumerate(groups.items()):
+        color = PALETTE[i % len(PALETTE)]
+        for ax, key, tf in ((axes[0], "gTg", None), (axes[1], "gTHg", None), (axes[2], "sharpness", ratio)):
+            x, y = _curvature_series(records, key, tf)
+            if len(x):
+                ax.plot(x, np.abs(y) if key != "sharpness" else y, color=color, lw=1.6, label=label)
+    axes[0].set_ylabel("$g^T g$")
+    axes[1].set_ylabel("$|g^T H g|$")
+    axes[2].set_ylabel(r"$\eta_t w_t \lambda_{max} / 2(1+\beta)$")
+    axes[2].axhline(1.0, color="black", ls="--", lw=1)
+    for ax, t in zip(axes, ("gradient norm squared", "curvature along the gradient", "step against the stability threshold")):
+        ax.set_yscale("log")
+        ax.set_xlabel("epoch")
+        ax.set_title(t)
+    axes[0].legend()
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def plot_quadratic_check(groups, title: str = "Does the quadratic model predict the loss change of the step taken?"):
+    """Predicted (Eq. 2, for the step the optimizer took) against measured loss change, every measurement."""
+    use_style()
+    fig, ax = plt.subplots(figsize=(5.6, 5.0))
+    lim = 0.0
+    for i, (label, records) in enumerate(groups.items()):
+        rows = [row for r in records if r["status"] == "finished" for row in r.get("curvature", [])]
+        if not rows:
+            continue
+        p = np.array([row["predicted_change"] for row in rows])
+        a = np.array([row["actual_change"] for row in rows])
+        lim = max(lim, np.abs(p).max(), np.abs(a).max())
+        ax.plot(p, a, ".", ms=4, alpha=0.6, color=PALETTE[i % len(PALETTE)], label=label)
+    if lim > 0:
+        ax.plot([-lim, lim], [-lim, lim], color="black", lw=0.8, ls="--", label="prediction = measurement")
+        ax.set_xscale("symlog", linthresh=lim * 1e-3)
+        ax.set_yscale("symlog", linthresh=lim * 1e-3)
+    ax.set_xlabel("predicted change of the evaluation loss")
+    ax.set_ylabel("measured change")
+    ax.set_title(title)
+    ax.legend(fontsize=7.5)
     fig.tight_layout()
     return fig

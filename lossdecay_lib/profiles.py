@@ -16,7 +16,7 @@ from typing import Dict, Optional, Tuple
 
 import torch
 
-__all__ = ["Profile", "EquivalenceSizes", "ClassificationSizes", "PROFILES", "PROFILE_NAMES", "get_profile", "resolve_device"]
+__all__ = ["Profile", "EquivalenceSizes", "ClassificationSizes", "CurvatureSizes", "PROFILES", "PROFILE_NAMES", "get_profile", "resolve_device"]
 
 
 @dataclass(frozen=True)
@@ -60,6 +60,19 @@ class ClassificationSizes:
 
 
 @dataclass(frozen=True)
+class CurvatureSizes:
+    """Chapter "A second-order view": plain-network runs with curvature measured along the way."""
+
+    train_per_class: Optional[int]
+    epochs: int
+    batch_size: int
+    depth: int
+    width: int
+    every: int  # steps between measurements of g^T g and g^T H g
+    sharpness_every: int  # top Hessian eigenvalue at every k-th measurement
+
+
+@dataclass(frozen=True)
 class Profile:
     name: str
     description: str
@@ -67,6 +80,7 @@ class Profile:
     curve_steps_per_epoch: int  # how finely schedule curves are sampled in figures
     equivalence: EquivalenceSizes
     classification: ClassificationSizes
+    curvature: CurvatureSizes
 
     def as_dict(self) -> Dict:
         return asdict(self)
@@ -80,6 +94,7 @@ PROFILES: Dict[str, Profile] = {
         curve_steps_per_epoch=5,
         equivalence=EquivalenceSizes(steps=20, batch_size=16, per_class=16, depth=6, width=8),
         classification=ClassificationSizes(train_per_class=10, test_per_class=10, epochs=2, batch_size=50, depths=(6, 8), width=4, resnet_width=4),
+        curvature=CurvatureSizes(train_per_class=10, epochs=2, batch_size=50, depth=6, width=4, every=1, sharpness_every=2),
     ),
     "cpu": Profile(
         name="cpu",
@@ -88,6 +103,7 @@ PROFILES: Dict[str, Profile] = {
         curve_steps_per_epoch=50,
         equivalence=EquivalenceSizes(steps=200, batch_size=64, per_class=128, depth=8, width=16),
         classification=ClassificationSizes(train_per_class=200, test_per_class=100, epochs=20, batch_size=100, depths=(40, 50), width=8, resnet_width=8),
+        curvature=CurvatureSizes(train_per_class=200, epochs=20, batch_size=100, depth=20, width=8, every=10, sharpness_every=4),
     ),
     "gpu": Profile(
         name="gpu",
@@ -96,6 +112,7 @@ PROFILES: Dict[str, Profile] = {
         curve_steps_per_epoch=50,
         equivalence=EquivalenceSizes(steps=500, batch_size=128, per_class=512, depth=10, width=16),
         classification=ClassificationSizes(train_per_class=None, test_per_class=None, epochs=30, batch_size=128, depths=(40, 50), width=16, resnet_width=64),
+        curvature=CurvatureSizes(train_per_class=None, epochs=30, batch_size=128, depth=40, width=16, every=100, sharpness_every=2),
     ),
     "paper": Profile(
         name="paper",
@@ -104,6 +121,7 @@ PROFILES: Dict[str, Profile] = {
         curve_steps_per_epoch=50,
         equivalence=EquivalenceSizes(steps=500, batch_size=128, per_class=512, depth=10, width=16),
         classification=ClassificationSizes(train_per_class=None, test_per_class=None, epochs=100, batch_size=128, depths=(40, 50), width=16, resnet_width=64),
+        curvature=CurvatureSizes(train_per_class=None, epochs=100, batch_size=128, depth=40, width=16, every=200, sharpness_every=2),
     ),
 }
 PROFILE_NAMES = tuple(PROFILES) + ("auto",)

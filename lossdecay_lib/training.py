@@ -99,19 +99,29 @@ class ClassificationConfig:
         build_model(self.model, **dict(self.model_settings))  # raises on a depth the network cannot build
 
     @classmethod
-    def from_profile(cls, profile: str, depth: Optional[int] = None, **changes) -> "ClassificationConfig":
+    def from_profile(cls, profile: str, depth: Optional[int] = None, curvature: bool = False,
+                     **changes) -> "ClassificationConfig":
         """A plain-network run at the sizes of ``profile`` (see :mod:`lossdecay_lib.profiles`), with the
-        authors' SGD; ``depth`` defaults to the profile's first depth; ``changes`` override fields."""
+        authors' SGD; ``depth`` defaults to the profile's first depth; ``changes`` override fields.
+
+        ``curvature=True`` takes the sizes of the profile's curvature section instead, and measures
+        curvature along the run as that section says.
+        """
         prof = get_profile(profile)
         sizes = prof.classification
-        base = cls(
+        fields = dict(
             profile=prof.name, model="plain",
             model_settings=(("depth", depth or sizes.depths[0]), ("widths", sizes.width)),
             train_per_class=sizes.train_per_class, test_per_class=sizes.test_per_class,
             epochs=sizes.epochs, batch_size=sizes.batch_size,
             optimizer="sgd", optimizer_settings=AUTHORS_SGD,
         )
-        return base.with_(**changes)
+        if curvature:
+            c = prof.curvature
+            fields.update(model_settings=(("depth", depth or c.depth), ("widths", c.width)),
+                          train_per_class=c.train_per_class, epochs=c.epochs, batch_size=c.batch_size,
+                          curvature_every=c.every, sharpness_every=c.sharpness_every)
+        return cls(**fields).with_(**changes)
 
     def with_(self, **changes) -> "ClassificationConfig":
         """A copy with some fields changed; dict values for ``*_settings`` are accepted."""
