@@ -103,7 +103,7 @@ PROFILES: Dict[str, Profile] = {
         curve_steps_per_epoch=50,
         equivalence=EquivalenceSizes(steps=200, batch_size=64, per_class=128, depth=8, width=16),
         classification=ClassificationSizes(train_per_class=200, test_per_class=100, epochs=20, batch_size=100, depths=(40, 50), width=8, resnet_width=8),
-        curvature=CurvatureSizes(train_per_class=200, epochs=20, batch_size=100, depth=20, width=8, every=10, sharpness_every=4),
+        curvature=CurvatureSizes(train_per_class=200, epochs=15, batch_size=100, depth=12, width=8, every=10, sharpness_every=5),
     ),
     "gpu": Profile(
         name="gpu",
