@@ -91,17 +91,16 @@ fig = plot_curvature_along_training(groups, momentum=momentum, weight_decay=weig
 # %%
 rows = []
 for name, recs in groups.items():
-    growth = {}
+    cells = [name]
     for key in ("gTg", "gTHg"):
-        ratios = []
-        for r in recs:
-            series = [row[key] for row in r.get("curvature", [])]
-            k = max(1, len(series) // 10)  # first and last tenth of the run
-            first, last = sum(series[:k]) / k, sum(series[-k:]) / k
-            ratios.append(last / first if first else float("nan"))
-        growth[key] = mean_std(ratios)
-    rows.append([name, f"{growth['gTg'][0]:.2g}", f"{growth['gTHg'][0]:.2g}"])
-display(Markdown(markdown_table(["setting", "g^T g: last / first tenth", "g^T H g: last / first tenth"], rows)))
+        series = [[row[key] for row in r.get("curvature", [])] for r in recs if r["status"] == "finished"]
+        k = max(1, min(map(len, series)) // 10)  # the first and the last tenth of each run, all seeds
+        first = mean_std([v for s in series for v in s[:k]])[0]
+        last = mean_std([v for s in series for v in s[-k:]])[0]
+        cells += [f"{first:.3g}", f"{last:.3g}", f"{last / first:.2g}" if first > 0 else "-"]
+    rows.append(cells)
+display(Markdown(markdown_table(
+    ["setting", "g^T g, first tenth", "last tenth", "ratio", "g^T H g, first tenth", "last tenth", "ratio"], rows)))
 
 # %% [markdown]
 # ## 2. Where does the quadratic model hold?
@@ -143,9 +142,25 @@ display(Markdown(markdown_table(["setting", "jump epoch", "last epoch above the 
 # ## What we learned
 #
 # The tables and figures above are computed from the run records of the profile in this page's header.
+# In the `cpu` profile (a 12-layer plain network, 2,000 training images, 15 epochs, three seeds), on which
+# the rendered book was executed:
+#
+# - **$g^T g$ does not shrink** over training, with or without loss decay: the first half of the quote
+#   holds. **$g^T H g$ grows, but by a factor of 2 to 3, not by an order of magnitude**, and it is even
+#   negative at initialisation. Loss decay does not stop it from growing.
+# - **The quadratic model is a good description of the steps actually taken**: for most measured steps,
+#   Eq. 2 applied to the optimizer's real step (momentum and weight decay included) predicts the change
+#   of the loss within 50% (counts above). So the second-order picture is usable; it just does not show
+#   what the paper says it shows.
+# - **The stability threshold is crossed at the very start, not before the jump**: the effective step
+#   $\eta_t w_t \lambda_{max}$ is above $2(1+eta)$ only in the first epoch (when the weight is 2 or 3)
+#   and far below it afterwards, for every schedule; the largest accuracy rises come several epochs
+#   later and have no link with a crossing. The Assumption, read as "the jump starts when the step
+#   becomes small enough for the curvature", is **not supported** at this scale.
+#
 # Not yet measured here: a weight set automatically from the measured curvature (the paper's wish that
 # the model "decide the time to start death convergence"), compared at equal budget with the hand-made
-# schedules.
+# schedules; and the same measurements at the `gpu` profile's size.
 
 # %%
 wall = run.finish()

@@ -229,16 +229,16 @@ def plot_curvature_along_training(groups, momentum: float, weight_decay: float =
         for ax, key, tf in ((axes[0], "gTg", None), (axes[1], "gTHg", None), (axes[2], "sharpness", ratio)):
             x, y = _curvature_series(records, key, tf)
             if len(x):
-                ax.plot(x, np.abs(y) if key != "sharpness" else y, color=color, lw=1.6, label=label)
+                ax.plot(x, y, color=color, lw=1.6, label=label)
     axes[0].set_ylabel("$g^T g$")
-    axes[1].set_ylabel("$|g^T H g|$")
+    axes[1].set_ylabel("$g^T H g$ (can be negative)")
     axes[2].set_ylabel(r"$\eta_t w_t \lambda_{max} / 2(1+\beta)$")
     axes[2].axhline(1.0, color="black", ls="--", lw=1)
+    axes[2].legend(loc="upper right", frameon=True, framealpha=0.9)
     for ax, t in zip(axes, ("gradient norm squared", "curvature along the gradient", "step against the stability threshold")):
-        ax.set_yscale("log")
+        ax.set_yscale("symlog", linthresh=1.0) if ax is axes[1] else ax.set_yscale("log")
         ax.set_xlabel("epoch")
         ax.set_title(t)
-    axes[0].legend()
     if title:
         fig.suptitle(title)
     fig.tight_layout()
@@ -260,8 +260,8 @@ def plot_quadratic_check(groups, title: str = "Does the quadratic model predict 
         ax.plot(p, a, ".", ms=4, alpha=0.6, color=PALETTE[i % len(PALETTE)], label=label)
     if lim > 0:
         ax.plot([-lim, lim], [-lim, lim], color="black", lw=0.8, ls="--", label="prediction = measurement")
-        ax.set_xscale("symlog", linthresh=lim * 1e-3)
-        ax.set_yscale("symlog", linthresh=lim * 1e-3)
+        ax.set_xscale("symlog", linthresh=lim * 1e-3, linscale=2.0)
+        ax.set_yscale("symlog", linthresh=lim * 1e-3, linscale=2.0)
     ax.set_xlabel("predicted change of the evaluation loss")
     ax.set_ylabel("measured change")
     ax.set_title(title)
