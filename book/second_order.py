@@ -153,9 +153,9 @@ display(Markdown(markdown_table(["setting", "jump epoch", "last epoch above the 
 #   of the loss within 50% (counts above). So the second-order picture is usable; it just does not show
 #   what the paper says it shows.
 # - **The stability threshold is crossed at the very start, not before the jump**: the effective step
-#   $\eta_t w_t \lambda_{max}$ is above $2(1+eta)$ only in the first epoch (when the weight is 2 or 3)
-#   and far below it afterwards, for every schedule; the largest accuracy rises come several epochs
-#   later and have no link with a crossing. The Assumption, read as "the jump starts when the step
+#   $\eta_t w_t \lambda_{max}$ is above $2(1+\beta)$ at most in the first epoch (in some runs that start
+#   with a weight of 2 or 3) and far below it afterwards, for every schedule; the largest accuracy rises
+#   come several epochs later and have no link with a crossing. The Assumption, read as "the jump starts when the step
 #   becomes small enough for the curvature", is **not supported** at this scale.
 #
 # Not yet measured here: a weight set automatically from the measured curvature (the paper's wish that
