@@ -147,13 +147,17 @@ def plot_metric_bands(panels, metric: str = "test_acc", ylabel: str = "test accu
     ncols = min(ncols, n)
     nrows = int(np.ceil(n / ncols))
     fig, axes = plt.subplots(nrows, ncols, figsize=(5.4 * ncols, 3.6 * nrows), squeeze=False, sharey=True)
+    colors: Dict[str, str] = {}  # one colour per setting across all panels
+    for groups in panels.values():
+        for label in groups:
+            colors.setdefault(label, PALETTE[len(colors) % len(PALETTE)])
     for ax, (panel, groups) in zip(axes.flat, panels.items()):
-        for i, (label, records) in enumerate(groups.items()):
+        for label, records in groups.items():
             xs, mean, std = metric_curves(records, metric)
             done = sum(r["status"] == "finished" for r in records)
             bad = len(records) - done
             name = f"{label} (n={done}" + (f", {bad} diverged)" if bad else ")")
-            color = PALETTE[i % len(PALETTE)]
+            color = colors[label]
             if xs:
                 mean, std = np.asarray(mean), np.asarray(std)
                 ax.plot(xs, mean, color=color, lw=1.8, label=name)
