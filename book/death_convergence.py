@@ -133,8 +133,9 @@ display(Markdown(markdown_table(
 #   rate**, with a much smaller spread over seeds; adding loss decay on top of poly does not help.
 # - **The authors' code weight**, whose cliff comes at 70% of training, shows no jump at the cliff.
 #
-# All these networks barely train in this profile (test accuracy a few tens of points above chance), so
-# these are statements about this scale only; the `gpu` profile runs the same chapter on full CIFAR-10.
+# All these networks train only a little in this profile (compare the final accuracies above with the
+# 10% of chance), so these are statements about this scale only; the `gpu` profile runs the same
+# chapter on full CIFAR-10.
 
 # %%
 wall = run.finish()

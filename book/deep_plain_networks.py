@@ -160,8 +160,8 @@ print(f"growth of the gain from depth {sizes.depths[0]} to {sizes.depths[1]}: {g
 # In the `cpu` profile (2,000 training images, 20 epochs, widths 8/16/32), on which the rendered book was
 # executed:
 #
-# - **Deep plain networks barely train at the authors' SGD settings, with or without loss decay**: both
-#   end within a few tens of points of chance. The first epoch shows why: the gradient *explodes* towards
+# - **Deep plain networks barely train at the authors' SGD settings, with or without loss decay**: compare
+#   the final accuracies above with the 10% of chance. The first epoch shows why: the gradient *explodes* towards
 #   the input (layer 1 gets tens of times the gradient of the last convolution), and later it *vanishes*
 #   towards the input. This is the failure of deep plain networks that residual connections were
 #   invented for.
