@@ -8,32 +8,19 @@ the epoch in progress. Loading uses ``torch.load(weights_only=True)``: a checkpo
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 from typing import Dict, Optional, Union
 
 import torch
+
+from .atomic import write_atomically
 
 __all__ = ["save_checkpoint", "load_checkpoint", "remove_checkpoint"]
 
 
 def save_checkpoint(path: Union[str, Path], state: Dict) -> Path:
     """Write ``state`` (tensors, numbers, strings, lists and dicts of them) atomically to ``path``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(state, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return path
+    return write_atomically(path, lambda tmp: torch.save(state, tmp))
 
 
 def load_checkpoint(path: Union[str, Path]) -> Optional[Dict]:

@@ -13,16 +13,16 @@ import json
 import os
 import platform
 import random
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, Optional, Union
+from typing import Any, Dict, Union
 
 import numpy as np
 import torch
 
 from . import __version__
+from .atomic import write_atomically
 from .profiles import Profile, get_profile, resolve_device
 
 __all__ = ["provenance", "seed_everything", "write_json_atomic", "read_json", "ChapterRun", "start_chapter"]
@@ -63,24 +63,9 @@ def seed_everything(seed: int) -> None:
 
 
 def write_json_atomic(path: Union[str, Path], obj: Any) -> Path:
-    """Write ``obj`` as JSON to ``path`` through a temporary file and a rename (atomic on POSIX)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    umask = os.umask(0)
-    os.umask(umask)
-    os.fchmod(fd, 0o666 & ~umask)  # mkstemp makes 0600; a record is an ordinary shared file
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(obj, f, indent=1, sort_keys=True)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return path
+    """Write ``obj`` as JSON to ``path``, whole or not at all (:func:`lossdecay_lib.atomic.write_atomically`)."""
+    text = json.dumps(obj, indent=1, sort_keys=True)  # serialise first: a bad object never touches the disk
+    return write_atomically(path, lambda tmp: tmp.write_text(text))
 
 
 def read_json(path: Union[str, Path]) -> Any:

@@ -4,7 +4,6 @@
 the HTML tests build it themselves (about a minute).
 """
 
-import json
 import os
 import re
 from pathlib import Path

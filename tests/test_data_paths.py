@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from lossdecay_lib.atomic import write_atomically
+
 from lossdecay_lib.data import paths
 from lossdecay_lib.data.errors import (
     ChecksumError,
@@ -191,9 +193,9 @@ def test_atomic_write_leaves_no_partial_file_on_error(tmp_path):
         raise RuntimeError("interrupted")
 
     with pytest.raises(RuntimeError):
-        paths.write_atomically(target, fails)
+        write_atomically(target, fails)
     assert os.listdir(tmp_path / "out") == []
-    paths.write_atomically(target, lambda temporary: temporary.write_bytes(b"whole"))
+    write_atomically(target, lambda temporary: temporary.write_bytes(b"whole"))
     assert target.read_bytes() == b"whole" and os.listdir(tmp_path / "out") == ["cache.bin"]
 
 

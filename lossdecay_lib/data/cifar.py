@@ -31,7 +31,8 @@ import torch
 
 from .errors import MalformedDatasetError, check_choice
 from .images import list_images, read_rgb, require_file, require_folder
-from .paths import PathLike, find_dataset, resolve_cache_dir, write_atomically
+from ..atomic import write_atomically
+from .paths import PathLike, find_dataset, resolve_cache_dir
 
 CIFAR10_CLASSES: Tuple[str, ...] = (
     "airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck",

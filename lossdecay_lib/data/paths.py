@@ -197,25 +197,6 @@ def _archive_stem(filename: str) -> str:
     return filename
 
 
-def write_atomically(path: PathLike, write: Callable[[Path], None]) -> Path:
-    """Create ``path`` by calling ``write(temporary_path)`` and renaming the result into place.
-
-    Readers never see a half-written cache file: an interrupted run leaves only a stray temporary
-    file (removed here on error), and the final ``os.replace`` is atomic on one filesystem.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=f".partial-{path.name}-", dir=path.parent)
-    os.close(handle)
-    try:
-        write(Path(temporary))
-        os.replace(temporary, path)
-    finally:
-        if os.path.exists(temporary):
-            os.remove(temporary)
-    return path
-
-
 # ----------------------------------------------------------------------------------------------
 # The registry of datasets
 # ----------------------------------------------------------------------------------------------
