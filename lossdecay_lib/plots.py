@@ -18,7 +18,7 @@ from .schedules import Schedule, curve
 __all__ = ["use_style", "plot_schedules", "plot_identity_gaps", "plot_adam_multiplier", "plot_curves",
            "plot_metric_bands", "plot_layer_grad_norms", "plot_curvature_along_training", "plot_quadratic_check"]
 
-PALETTE = ["#0b5394", "#cc4125", "#38761d", "#e69138", "#674ea7", "#45818e", "#a61c00", "#7f6000", "#999999"]
+PALETTE = ["#0b5394", "#cc4125", "#38761d", "#e69138", "#674ea7", "#45818e", "#222222", "#c27ba0", "#7f6000", "#999999"]
 
 
 def use_style() -> None:
@@ -105,7 +105,7 @@ def plot_adam_multiplier(mult, title: str = "What a decaying loss weight does to
     fig, ax = plt.subplots()
     steps = np.arange(1, len(mult.weights) + 1)
     w = np.asarray(mult.weights)
-    ax.plot(steps, w, color=PALETTE[8], ls="--", label="loss weight $w_t$ (= the multiplier under lr decay)")
+    ax.plot(steps, w, color=PALETTE[-1], ls="--", label="loss weight $w_t$ (= the multiplier under lr decay)")
     ax.plot(steps, mult.measured, color=PALETTE[0], lw=2, label="measured: |Adam step with $w_t$| / |step without|")
     ax.plot(steps, mult.predicted, color=PALETTE[3], ls=":", lw=2,
             label=r"lag model: EMA$_{\beta_1}(w)$ / sqrt(EMA$_{\beta_2}(w^2)$)")
