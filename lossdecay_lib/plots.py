@@ -167,7 +167,7 @@ def plot_metric_bands(panels, metric: str = "test_acc", ylabel: str = "test accu
         ax.set_title(panel)
         ax.set_xlabel("epoch")
         ax.set_ylabel(ylabel)
-        ax.legend(loc="lower right")
+        ax.legend(loc="best", fontsize=7.5)
     for ax in list(axes.flat)[n:]:
         ax.set_visible(False)
     if title:
