@@ -438,17 +438,20 @@ def curve(schedule: Schedule, epochs: int, steps_per_epoch: int = 1) -> Tuple[li
     return xs, ys
 
 
-def check_schedule(schedule: Schedule, epochs: int, steps_per_epoch: int, allow_negative: bool = False) -> None:
+def check_schedule(schedule: Schedule, epochs: int, steps_per_epoch: int, allow_negative: bool = False) -> float:
     """Refuse, before any training, a schedule that is non-finite or goes negative in this run.
 
     The authors' code schedule is negative from epoch 101 on: a 200-epoch run with it does gradient
     ascent for 99 epochs. That must be asked for (``allow_negative=True``), never happen by accident.
+    Returns the smallest value of the run.
     """
     if epochs <= 0 or steps_per_epoch <= 0:
         raise ValueError(f"epochs and steps_per_epoch must be positive, got {epochs} and {steps_per_epoch}")
+    lowest = math.inf
     for step in range(int(round(epochs * steps_per_epoch))):
         p = Progress(step, steps_per_epoch, epochs)
         v = schedule(p)
+        lowest = min(lowest, v)
         if not math.isfinite(v):
             raise ValueError(f"schedule {schedule!r} is not finite ({v}) at epoch {p.epoch:g} (step {step})")
         if v < 0 and not allow_negative:
@@ -457,3 +460,4 @@ def check_schedule(schedule: Schedule, epochs: int, steps_per_epoch: int, allow_
                 f"{epochs}-epoch run: a negative loss weight does gradient ascent. Pass allow_negative=True "
                 "to run it anyway (it will be labelled as such)."
             )
+    return lowest

@@ -240,7 +240,7 @@ def train_classifier(config: ClassificationConfig, data_root=None, device: str =
         raise ValueError(f"batch_size {config.batch_size} is larger than the {len(train)} training images")
 
     weight = ScheduledWeight(config.weight, config.weight_place, config.allow_negative)
-    weight.check(config.epochs, steps_per_epoch)
+    lowest_weight = weight.check(config.epochs, steps_per_epoch)
     model = build_model(config.model, **dict(config.model_settings)).to(dev)
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
@@ -259,10 +259,7 @@ def train_classifier(config: ClassificationConfig, data_root=None, device: str =
         "data": {"train_images": len(train), "test_images": len(test), "source": train.source,
                  "steps_per_epoch": steps_per_epoch},
         "layers": [name for name, _ in layers],
-        "negative_weights": any(
-            config.weight(Progress(s, steps_per_epoch, config.epochs)) < 0
-            for s in range(steps_per_epoch * config.epochs)
-        ),
+        "negative_weights": lowest_weight < 0,
         "status": "running",
         "epochs": [],
     }
@@ -293,12 +290,15 @@ def train_classifier(config: ClassificationConfig, data_root=None, device: str =
             optimizer.train()
         sums = torch.zeros(4, device=dev, dtype=torch.float64)  # loss, weighted loss, correct, grad norm
         layer_sums = torch.zeros(len(layers), device=dev, dtype=torch.float64)
+        grad_norm = torch.zeros((), device=dev, dtype=torch.float64)
+        first_bad = torch.full((), -1, device=dev, dtype=torch.long)  # first non-finite step, on the device
         weights, lrs, count = [], [], 0
 
         def log_gradients():
             norms = torch._foreach_norm([t.grad for t in layer_grads])
             layer_sums.add_(torch.stack(norms).double())
-            sums[3] += torch.linalg.vector_norm(torch.stack(norms)).double()
+            grad_norm.copy_(torch.linalg.vector_norm(torch.stack(norms)).double())
+            sums[3] += grad_norm
 
         for x, y in train_batches.epoch_batches(epoch):
             measure = tracker is not None and tracker.due(step)
@@ -310,6 +310,8 @@ def train_classifier(config: ClassificationConfig, data_root=None, device: str =
             if measure:
                 tracker.after_step(step, epoch, w, lr)
             with torch.no_grad():
+                bad = ~(torch.isfinite(loss.detach()) & torch.isfinite(grad_norm))
+                first_bad.masked_fill_(bad & (first_bad < 0), step)
                 sums[0] += loss.detach().double()
                 sums[1] += loss.detach().double() * (w if config.weight_place == "loss" else 1.0)
                 sums[2] += (logits.argmax(1) == y).sum()
@@ -322,16 +324,19 @@ def train_classifier(config: ClassificationConfig, data_root=None, device: str =
         loss_sum, wloss_sum, correct, grad_sum = sums.tolist()
         n_steps = len(weights)
         if not all(math.isfinite(v) for v in (loss_sum, grad_sum)):
+            bad_step = int(first_bad)
+            i = bad_step - (step - n_steps)  # index of that step within this epoch
             record["status"] = "diverged"
-            record["diverged_at"] = {"epoch": epoch, "weight": weights[-1], "lr": lrs[-1]}
+            record["diverged_at"] = {"epoch": epoch, "step": bad_step, "weight": weights[i], "lr": lrs[i]}
             record["wall_seconds"] = time.perf_counter() - started
             store.save(key, record)
             remove_checkpoint(checkpoint)
             if bar is not None:
                 bar.close()
             warnings.warn(
-                f"run {config.label or key} diverged: non-finite loss or gradient in epoch {epoch} "
-                f"(weight {weights[-1]:.4g}, learning rate {lrs[-1]:.4g}); its record is marked diverged",
+                f"run {config.label or key} diverged: non-finite loss or gradient at step {bad_step} "
+                f"(epoch {epoch}, weight {weights[i]:.4g}, learning rate {lrs[i]:.4g}); "
+                "its record is marked diverged",
                 RuntimeWarning, stacklevel=2,
             )
             return record

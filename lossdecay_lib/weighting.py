@@ -56,9 +56,9 @@ class ScheduledWeight:
     def __repr__(self):
         return f"ScheduledWeight({self.schedule!r}, place={self.place!r}, allow_negative={self.allow_negative})"
 
-    def check(self, epochs: int, steps_per_epoch: int) -> None:
-        """Validate the whole run's weights before any work starts (see :func:`check_schedule`)."""
-        check_schedule(self.schedule, epochs, steps_per_epoch, self.allow_negative)
+    def check(self, epochs: int, steps_per_epoch: int) -> float:
+        """Validate the whole run's weights before any work starts; return the lowest (see :func:`check_schedule`)."""
+        return check_schedule(self.schedule, epochs, steps_per_epoch, self.allow_negative)
 
     def value(self, progress: Progress) -> float:
         """The weight for this step; refuses a non-finite one, and a negative one unless allowed."""

@@ -60,10 +60,12 @@ def test_loss_and_learning_rate_places_agree_for_plain_sgd(store):
 
 def test_divergence_is_recorded_not_hidden(store):
     no_norm = (("depth", 5), ("widths", 4), ("batch_norm", False))
-    with pytest.warns(RuntimeWarning, match=r"diverged: non-finite loss or gradient in epoch 0 .*learning rate 1e\+06"):
+    with pytest.warns(RuntimeWarning, match=r"diverged: non-finite loss or gradient at step \d+ \(epoch 0, weight 1, "
+                                            r"learning rate 1e\+06\)"):
         rec = train_classifier(_tiny(model_settings=no_norm, optimizer_settings=(("lr", 1e6),), epochs=3), store=store,
                                progress=False)
     assert rec["status"] == "diverged" and rec["diverged_at"]["epoch"] == 0
+    assert 0 <= rec["diverged_at"]["step"] < rec["data"]["steps_per_epoch"]
     s = summarize([rec])
     assert s["diverged"] == [0] and s["seeds"] == []
 
