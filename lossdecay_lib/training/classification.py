@@ -13,24 +13,20 @@ schedule, backpropagate, step. Metrics accumulate on the device; the host reads 
 
 from __future__ import annotations
 
-import math
-import os
-import time
-import warnings
 from dataclasses import asdict, dataclass, field, replace
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
 
-from .checkpoints import load_checkpoint, remove_checkpoint, save_checkpoint
-from .tracking import CurvatureTracker
-from .models import MODEL_NAMES, build_model, weight_layers
-from .optimizers import build_optimizer, check_optimizer_name
-from .profiles import get_profile, resolve_device
-from .records import provenance, seed_everything
-from .schedules import Progress, Schedule, constant
-from .weighting import PLACES, ScheduledWeight
+from .loop import NonFiniteWatch, RecordedRun, progress_bar
+from ..tracking import CurvatureTracker
+from ..models import MODEL_NAMES, build_model, weight_layers
+from ..optimizers import build_optimizer, check_optimizer_name
+from ..profiles import get_profile, resolve_device
+from ..records import provenance, seed_everything
+from ..schedules import Progress, Schedule, constant
+from ..weighting import PLACES, ScheduledWeight
 
 __all__ = ["AUTHORS_SGD", "ClassificationConfig", "ScheduleController", "train_classifier", "train_seeds", "evaluate"]
 
@@ -213,19 +209,15 @@ def train_classifier(config: ClassificationConfig, data_root=None, device: str =
     configuration resumes from there (``force`` starts afresh). A CPU run resumed after a kill ends
     with the same record as an uninterrupted one.
     """
-    from .data import CifarBatches, load_cifar10
-    from .runs import RunStore
+    from ..data import CifarBatches, load_cifar10
+    from ..runs import RunStore
 
     config.validate()
-    if not isinstance(checkpoint_every, int) or checkpoint_every < 1:
-        raise ValueError(f"checkpoint_every must be a positive integer (epochs), got {checkpoint_every!r}")
     store = store or RunStore.default()
     key = store.key(config.describe())
-    if not force:
-        existing = store.load(key)
-        if existing is not None:
-            existing["label"] = config.label  # the same run may be shown under another name elsewhere
-            return existing
+    run = RecordedRun(store, key, force=force, checkpoint_every=checkpoint_every, label=config.label)
+    if run.finished is not None:
+        return run.finished
 
     dev = resolve_device(device)
     train = load_cifar10("train", data_root, per_class=config.train_per_class, seed=0, download=True)
@@ -268,22 +260,14 @@ def train_classifier(config: ClassificationConfig, data_root=None, device: str =
         fixed_batch = next(iter(CifarBatches(train, config.batch_size, train=False, device=dev,
                                              channels_last=channels_last)))
         tracker = CurvatureTracker(model, fixed_batch, config.curvature_every, config.sharpness_every)
+    start_epoch, step, record = run.resume(record, model=model, optimizer=optimizer)
+    if tracker is not None:
+        tracker.rows[:] = record.get("curvature", [])
         record["curvature"] = tracker.rows
-    checkpoint = store.root / f"{key}.ckpt.pt"
-    start_epoch, step, elapsed = 0, 0, 0.0
-    saved = None if force else load_checkpoint(checkpoint)
-    if saved is not None:
-        model.load_state_dict(saved["model"])
-        optimizer.load_state_dict(saved["optimizer"])  # after the controller read the base learning rates
-        torch.set_rng_state(saved["rng"])
-        record, start_epoch, step, elapsed = saved["record"], saved["epoch"] + 1, saved["step"], saved["elapsed"]
-        if tracker is not None:
-            tracker.rows[:] = record["curvature"]
-            record["curvature"] = tracker.rows
-    bar = _progress_bar(config.epochs * steps_per_epoch, config, progress)
+    bar = progress_bar(config.epochs * steps_per_epoch, f"{config.label or config.model}, seed {config.seed}",
+                       progress)
     if bar is not None:
         bar.update(step)
-    started = time.perf_counter() - elapsed
     for epoch in range(start_epoch, config.epochs):
         model.train()
         if schedule_free:
@@ -291,8 +275,8 @@ def train_classifier(config: ClassificationConfig, data_root=None, device: str =
         sums = torch.zeros(4, device=dev, dtype=torch.float64)  # loss, weighted loss, correct, grad norm
         layer_sums = torch.zeros(len(layers), device=dev, dtype=torch.float64)
         grad_norm = torch.zeros((), device=dev, dtype=torch.float64)
-        first_bad = torch.full((), -1, device=dev, dtype=torch.long)  # first non-finite step, on the device
-        weights, lrs, count = [], [], 0
+        watch = NonFiniteWatch(dev)
+        count = 0
 
         def log_gradients():
             norms = torch._foreach_norm([t.grad for t in layer_grads])
@@ -310,36 +294,22 @@ def train_classifier(config: ClassificationConfig, data_root=None, device: str =
             if measure:
                 tracker.after_step(step, epoch, w, lr)
             with torch.no_grad():
-                bad = ~(torch.isfinite(loss.detach()) & torch.isfinite(grad_norm))
-                first_bad.masked_fill_(bad & (first_bad < 0), step)
+                watch.observe(step, loss, grad_norm)
                 sums[0] += loss.detach().double()
                 sums[1] += loss.detach().double() * (w if config.weight_place == "loss" else 1.0)
                 sums[2] += (logits.argmax(1) == y).sum()
-            weights.append(w)
-            lrs.append(lr)
+            run.log_step(w, lr)
             count += y.numel()
             step += 1
             if bar is not None:
                 bar.update(1)
         loss_sum, wloss_sum, correct, grad_sum = sums.tolist()
-        n_steps = len(weights)
-        if not all(math.isfinite(v) for v in (loss_sum, grad_sum)):
-            bad_step = int(first_bad)
-            i = bad_step - (step - n_steps)  # index of that step within this epoch
-            record["status"] = "diverged"
-            record["diverged_at"] = {"epoch": epoch, "step": bad_step, "weight": weights[i], "lr": lrs[i]}
-            record["wall_seconds"] = time.perf_counter() - started
-            store.save(key, record)
-            remove_checkpoint(checkpoint)
+        bad_step = watch.first()
+        if bad_step is not None:
             if bar is not None:
                 bar.close()
-            warnings.warn(
-                f"run {config.label or key} diverged: non-finite loss or gradient at step {bad_step} "
-                f"(epoch {epoch}, weight {weights[i]:.4g}, learning rate {lrs[i]:.4g}); "
-                "its record is marked diverged",
-                RuntimeWarning, stacklevel=2,
-            )
-            return record
+            return run.diverge(record, epoch, bad_step, step)
+        weight_mean, lr_mean, n_steps = run.epoch_schedule()
         if schedule_free:
             optimizer.eval()
             _refresh_batch_norm(model, train_batches.epoch_batches(epoch))
@@ -351,45 +321,25 @@ def train_classifier(config: ClassificationConfig, data_root=None, device: str =
             "train_acc": correct / count,
             "test_loss": test_loss,
             "test_acc": test_acc,
-            "weight_mean": sum(weights) / n_steps,
-            "lr_mean": sum(lrs) / n_steps,
+            "weight_mean": weight_mean,
+            "lr_mean": lr_mean,
             "grad_norm": grad_sum / n_steps,
             "layer_grad_norms": [v / n_steps for v in layer_sums.tolist()],
-            "seconds": time.perf_counter() - started,
+            "seconds": run.elapsed,
         })
         if bar is not None:
             bar.set_postfix(test_acc=f"{test_acc:.3f}")
-        if (epoch + 1) % checkpoint_every == 0 and epoch + 1 < config.epochs:
-            save_checkpoint(checkpoint, {
-                "epoch": epoch, "step": step, "elapsed": time.perf_counter() - started, "record": record,
-                "model": model.state_dict(), "optimizer": optimizer.state_dict(), "rng": torch.get_rng_state(),
-            })
+        run.end_epoch(record, epoch, config.epochs, step, model=model, optimizer=optimizer)
     if bar is not None:
         bar.close()
     accs = [e["test_acc"] for e in record["epochs"]]
-    record.update({
-        "status": "finished",
+    return run.finish(record, {
         "final_test_acc": accs[-1],
         "best_test_acc_over_epochs": max(accs),  # selects on the test set: the authors' number, labelled
         "best_epoch": accs.index(max(accs)),
-        "wall_seconds": time.perf_counter() - started,
     })
-    store.save(key, record)
-    remove_checkpoint(checkpoint)
-    return record
 
 
 def train_seeds(configs: Sequence[ClassificationConfig], seeds: Sequence[int], **kwargs) -> List[Dict]:
     """Every configuration at every seed (finished runs are loaded, not retrained); records in order."""
     return [train_classifier(c.with_(seed=s), **kwargs) for c in configs for s in seeds]
-
-
-def _progress_bar(total: int, config: ClassificationConfig, enabled: bool):
-    """A tqdm bar (a widget in notebooks, text in terminals); off when ``$LOSSDECAY_PROGRESS`` is 0,
-    which the chapter runner sets so that executed pages do not fill with progress text."""
-    if not enabled or os.environ.get("LOSSDECAY_PROGRESS", "1") == "0":
-        return None
-    from tqdm.auto import tqdm
-
-    name = config.label or f"{config.model} seed {config.seed}"
-    return tqdm(total=total, desc=f"{name}, seed {config.seed}", unit="step", leave=False, mininterval=2.0)
