@@ -22,13 +22,14 @@ from .records import read_json, write_json_atomic
 from .runs import RunStore, compare, markdown_table, mean_std
 
 __all__ = ["VERDICTS", "CLAIMS_DIR", "claims_dir", "claim_path", "record_claim", "load_claims", "verdict_table",
-           "runs_provenance"]
+           "runs_provenance", "verdict_from_count"]
 
 VERDICTS = ("supported", "not supported", "inconclusive")
 CLAIMS_DIR = "claims"
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 # compare()'s verdicts (for "the treatment is better") in the book's words
 _FROM_COMPARE = {"supported": "supported", "contradicted": "not supported", "inconclusive": "inconclusive"}
+_DIRECTIONS = ("better", "different")
 
 
 def claims_dir(store: Optional[RunStore] = None) -> Path:
@@ -46,6 +47,14 @@ def claim_path(chapter: str, claim_id: str, profile: str, store: Optional[RunSto
     """Where the claim ``claim_id`` of ``chapter`` under ``profile`` is stored."""
     names = [_check_name(w, v) for w, v in (("chapter", chapter), ("claim_id", claim_id), ("profile", profile))]
     return claims_dir(store) / ("--".join(names) + ".json")
+
+
+def verdict_from_count(agree: int, total: int) -> str:
+    """The verdict when ``agree`` of ``total`` runs (or settings) show what a claim predicts: all of them
+    "supported", none "not supported", some "inconclusive"."""
+    if not (isinstance(agree, int) and isinstance(total, int) and 0 <= agree <= total and total > 0):
+        raise ValueError(f"need 0 <= agree <= total and total > 0, got agree={agree!r}, total={total!r}")
+    return "supported" if agree == total else "not supported" if agree == 0 else "inconclusive"
 
 
 def _seed(record: Dict):
@@ -121,16 +130,23 @@ def record_claim(chapter: str, claim_id: str, claim: str, paper: str, *, baselin
                  treatment: Optional[Sequence[Dict]] = None, metric: str = "final_test_acc", scale: float = 100.0,
                  unit: str = "points", ours: Optional[str] = None, verdict: Optional[str] = None,
                  records: Optional[Sequence[Dict]] = None, store: Optional[RunStore] = None,
-                 profile: Optional[str] = None) -> Dict:
+                 direction: str = "better", run=None) -> Dict:
     """Store (and return) the verdict of one paper claim tested by ``chapter``.
 
     ``claim`` is what the paper says, ``paper`` the paper's number or wording for it. Either give
     ``baseline`` and ``treatment`` run records (the claim is "the treatment is better on ``metric``";
     ``ours`` and ``verdict`` are computed, unless ``verdict`` is given to override the mapping with a
     stated ``ours``), or give ``ours`` (text computed from records) and ``verdict`` (one of
-    :data:`VERDICTS`) with ``records`` for provenance. ``profile`` is needed only when no records are
-    given (a check that runs no training). Returns the stored claim.
+    :data:`VERDICTS`) with ``records`` for provenance.
+
+    ``direction``: ``"better"`` (the treatment beats the baseline: ``compare``'s verdict, "contradicted"
+    becoming "not supported") or ``"different"`` (a claim of a difference of either sign: supported when
+    it exceeds two standard errors, else inconclusive). ``run`` (the chapter's
+    :class:`lossdecay_lib.records.ChapterRun`) gives the provenance of a check that trains nothing and
+    so has no run records. Returns the stored claim.
     """
+    if direction not in _DIRECTIONS:
+        raise ValueError(f"direction must be one of {list(_DIRECTIONS)}, got {direction!r}")
     for what, value in (("claim", claim), ("paper", paper)):
         if not isinstance(value, str) or not value.strip():
             raise ValueError(f"{what} must be a non-empty text, got {value!r}")
@@ -151,7 +167,9 @@ def record_claim(chapter: str, claim_id: str, claim: str, paper: str, *, baselin
         base, treat = _side(baseline, metric, scale), _side(treatment, metric, scale)  # checks the metric
         cmp = compare(baseline, treatment, metric=metric)
         computed = _FROM_COMPARE[cmp["verdict"].split(" (")[0]]
-        comparison = {"metric": metric, "scale": scale, "unit": unit, "diff": cmp["diff"] * scale,
+        if direction == "different" and computed != "inconclusive":
+            computed = "supported"
+        comparison = {"metric": metric, "direction": direction, "scale": scale, "unit": unit, "diff": cmp["diff"] * scale,
                       "se": cmp["se"] * scale, "compare_verdict": cmp["verdict"], "baseline": base,
                       "treatment": treat}
         if verdict is not None and verdict != computed and ours is None:
@@ -169,8 +187,9 @@ def record_claim(chapter: str, claim_id: str, claim: str, paper: str, *, baselin
             raise ValueError(f"ours must be a non-empty text, got {ours!r}")
     if all_records:
         prov = runs_provenance(all_records)
-        if profile is not None and profile != prov["profile"]:
-            raise ValueError(f"profile {profile!r} differs from the records' profile {prov['profile']!r}")
+        if run is not None and run.profile.name != prov["profile"]:
+            raise ValueError(f"the chapter's profile {run.profile.name!r} differs from the records' profile "
+                             f"{prov['profile']!r}")
         if comparison is None:  # a comparison's text names them per side already
             extra = []
             if prov["diverged"]:
@@ -180,11 +199,13 @@ def record_claim(chapter: str, claim_id: str, claim: str, paper: str, *, baselin
                              "weights")
             if extra:
                 ours = f"{ours.strip()} ({'; '.join(extra)})"
-    elif profile is None:
-        raise ValueError("record_claim needs records (for provenance) or, for a check without runs, profile=")
+    elif run is None:
+        raise ValueError("record_claim needs records (for provenance) or, for a check without training runs, "
+                         "run= (the chapter's ChapterRun)")
     else:
-        prov = {"profile": profile, "runs": 0, "seeds": [], "devices": [], "dates": [], "wall_seconds": 0.0,
-                "finished": 0, "diverged": [], "negative_weights": [], "other_status": []}
+        prov = {"profile": run.profile.name, "runs": 0, "seeds": [run.seed], "devices": [run.info["device_name"]],
+                "dates": [run.info["date"]] * 2, "wall_seconds": 0.0, "finished": 0, "diverged": [],
+                "negative_weights": [], "other_status": []}
     entry = {
         "chapter": chapter, "claim_id": claim_id, "claim": claim.strip(), "paper": paper.strip(),
         "ours": ours.strip(), "verdict": verdict, "profile": prov["profile"], "provenance": prov,
@@ -211,7 +232,9 @@ def _cell(text) -> str:
 
 def _provenance_text(prov: Dict) -> str:
     if not prov.get("runs"):
-        return f"{prov['profile']} profile, no training runs"
+        devices = f", {', '.join(prov['devices'])}" if prov.get("devices") else ""
+        date = f", {prov['dates'][-1][:10]}" if prov.get("dates") else ""
+        return f"{prov['profile']} profile, no training runs (seed {prov['seeds']}{devices}{date})"
     seeds = prov["seeds"]
     seed_text = f"seeds {seeds[0]}-{seeds[-1]}" if len(seeds) > 1 and seeds == list(range(seeds[0], seeds[-1] + 1)) \
         else f"seeds {seeds}"

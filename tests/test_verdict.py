@@ -3,7 +3,8 @@ import json
 import pytest
 
 from lossdecay_lib.runs import RunStore
-from lossdecay_lib.verdict import claim_path, load_claims, record_claim, verdict_table
+from lossdecay_lib.records import start_chapter
+from lossdecay_lib.verdict import claim_path, load_claims, record_claim, verdict_from_count, verdict_table
 
 
 def rec(label, seed, acc, status="finished", profile="cpu", negative=False, wall=10.0):
@@ -65,11 +66,30 @@ def test_given_ours_and_verdict_with_records(store):
     assert c["provenance"]["seeds"] == [0, 1, 2, 5]
 
 
-def test_check_without_runs_needs_a_profile(store):
-    with pytest.raises(ValueError, match="profile="):
+def test_check_without_runs_needs_the_chapter_run(store):
+    with pytest.raises(ValueError, match="run="):
         record_claim("ch", "id", "c", "p", ours="exact", verdict="supported", store=store)
-    c = record_claim("ch", "id", "c", "p", ours="exact", verdict="supported", profile="smoke", store=store)
-    assert c["profile"] == "smoke" and c["provenance"]["runs"] == 0
+    run = start_chapter(profile="smoke", seed=4, quiet=True)
+    c = record_claim("ch", "id", "c", "p", ours="exact", verdict="supported", run=run, store=store)
+    assert c["profile"] == "smoke" and c["provenance"]["runs"] == 0 and c["provenance"]["seeds"] == [4]
+    assert c["provenance"]["devices"] == [run.info["device_name"]]
+    assert "smoke profile, no training runs (seed [4]" in verdict_table([c])
+
+
+def test_a_claim_of_difference_counts_either_sign(store):
+    assert record_claim("ch", "d", "differ", "p", baseline=BASE, treatment=WORSE, direction="different",
+                        store=store)["verdict"] == "supported"
+    assert record_claim("ch", "d", "differ", "p", baseline=BASE, treatment=SAME, direction="different",
+                        store=store)["verdict"] == "inconclusive"
+    with pytest.raises(ValueError, match="direction must be one of"):
+        record_claim("ch", "d", "differ", "p", baseline=BASE, treatment=SAME, direction="worse", store=store)
+
+
+def test_verdict_from_count():
+    assert [verdict_from_count(k, 3) for k in (3, 0, 1)] == ["supported", "not supported", "inconclusive"]
+    for bad in ((1, 0), (4, 3), (-1, 3), (1.0, 3)):
+        with pytest.raises(ValueError):
+            verdict_from_count(*bad)
 
 
 @pytest.mark.parametrize("kwargs, match", [
@@ -83,7 +103,8 @@ def test_check_without_runs_needs_a_profile(store):
     (dict(baseline=BASE, treatment=BETTER, verdict="not supported"), "differs from the comparison"),
     (dict(baseline=BASE, treatment=[rec("decay", 0, 0.5, profile="gpu")]), "one profile"),
     (dict(ours="x", verdict="supported", records=[{"a": 1}]), "run record"),
-    (dict(ours="x", verdict="supported", records=BASE, profile="gpu"), "differs from the records"),
+    (dict(ours="x", verdict="supported", records=BASE, run=start_chapter("smoke", quiet=True)),
+     "differs from the records"),
 ])
 def test_bad_inputs_are_clear_errors(store, kwargs, match):
     with pytest.raises(ValueError, match=match):
