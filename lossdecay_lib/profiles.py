@@ -77,10 +77,10 @@ class SegmentationSizes:
     """Chapter "Semantic segmentation" (paper Section III.B, Table I): PSPNet on CamVid (or VOC)."""
 
     backbone: str  # dilated torchvision ResNet trunk of the PSPNet
-    train_images: Optional[int]  # first N training pairs; None: the whole split
-    val_images: Optional[int]  # first N validation pairs; None: the whole split
+    train_images: Optional[int]  # N training pairs spaced evenly over the split; None: the whole split
+    val_images: Optional[int]  # N validation pairs spaced evenly over the split; None: the whole split
     crop: int  # training crop side (the paper: 224)
-    eval_size: Optional[int]  # validation images resized to this short side; None: full size
+    image_size: Optional[int]  # every image resized to this short side before cropping/scoring; None: as stored
     epochs: int
     batch_size: int  # the paper: 4
 
@@ -124,8 +124,8 @@ PROFILES: Dict[str, Profile] = {
         equivalence=EquivalenceSizes(steps=20, batch_size=16, per_class=16, depth=6, width=8),
         classification=ClassificationSizes(train_per_class=10, test_per_class=10, epochs=2, batch_size=50, depths=(6, 8), width=4, resnet_width=4),
         curvature=CurvatureSizes(train_per_class=10, epochs=2, batch_size=50, depth=6, width=4, every=1, sharpness_every=2),
-        segmentation=SegmentationSizes(backbone="resnet18", train_images=4, val_images=2, crop=64, eval_size=64, epochs=1, batch_size=2),
-        pix2pix=Pix2PixSizes(train_images=4, test_images=2, image_size=64, num_downs=6, ngf=8, ndf=8, epochs=2, batch_size=1),
+        segmentation=SegmentationSizes(backbone="resnet18", train_images=4, val_images=3, crop=48, image_size=48, epochs=1, batch_size=2),
+        pix2pix=Pix2PixSizes(train_images=4, test_images=3, image_size=64, num_downs=6, ngf=8, ndf=8, epochs=2, batch_size=1),
     ),
     "cpu": Profile(
         name="cpu",
@@ -135,8 +135,8 @@ PROFILES: Dict[str, Profile] = {
         equivalence=EquivalenceSizes(steps=60, batch_size=32, per_class=64, depth=6, width=8),
         classification=ClassificationSizes(train_per_class=200, test_per_class=100, epochs=20, batch_size=100, depths=(40, 50), width=8, resnet_width=8),
         curvature=CurvatureSizes(train_per_class=200, epochs=15, batch_size=100, depth=12, width=8, every=10, sharpness_every=5),
-        segmentation=SegmentationSizes(backbone="resnet18", train_images=120, val_images=40, crop=128, eval_size=128, epochs=8, batch_size=4),
-        pix2pix=Pix2PixSizes(train_images=100, test_images=30, image_size=128, num_downs=7, ngf=16, ndf=16, epochs=10, batch_size=1),
+        segmentation=SegmentationSizes(backbone="resnet18", train_images=80, val_images=24, crop=64, image_size=72, epochs=8, batch_size=4),
+        pix2pix=Pix2PixSizes(train_images=64, test_images=30, image_size=128, num_downs=7, ngf=16, ndf=16, epochs=10, batch_size=1),
     ),
     "gpu": Profile(
         name="gpu",
@@ -146,8 +146,8 @@ PROFILES: Dict[str, Profile] = {
         equivalence=EquivalenceSizes(steps=200, batch_size=64, per_class=128, depth=8, width=16),
         classification=ClassificationSizes(train_per_class=None, test_per_class=None, epochs=30, batch_size=128, depths=(40, 50), width=16, resnet_width=64),
         curvature=CurvatureSizes(train_per_class=None, epochs=30, batch_size=128, depth=40, width=16, every=100, sharpness_every=2),
-        segmentation=SegmentationSizes(backbone="resnet50", train_images=None, val_images=None, crop=224, eval_size=None, epochs=50, batch_size=8),
-        pix2pix=Pix2PixSizes(train_images=None, test_images=None, image_size=256, num_downs=8, ngf=64, ndf=64, epochs=50, batch_size=1),
+        segmentation=SegmentationSizes(backbone="resnet50", train_images=None, val_images=None, crop=224, image_size=None, epochs=50, batch_size=4),
+        pix2pix=Pix2PixSizes(train_images=None, test_images=None, image_size=256, num_downs=8, ngf=64, ndf=64, epochs=20, batch_size=1),
     ),
     "paper": Profile(
         name="paper",
@@ -157,7 +157,7 @@ PROFILES: Dict[str, Profile] = {
         equivalence=EquivalenceSizes(steps=200, batch_size=64, per_class=128, depth=8, width=16),
         classification=ClassificationSizes(train_per_class=None, test_per_class=None, epochs=100, batch_size=128, depths=(40, 50), width=16, resnet_width=64),
         curvature=CurvatureSizes(train_per_class=None, epochs=100, batch_size=128, depth=40, width=16, every=200, sharpness_every=2),
-        segmentation=SegmentationSizes(backbone="resnet101", train_images=None, val_images=None, crop=224, eval_size=None, epochs=200, batch_size=4),
+        segmentation=SegmentationSizes(backbone="resnet101", train_images=None, val_images=None, crop=224, image_size=None, epochs=200, batch_size=4),
         pix2pix=Pix2PixSizes(train_images=None, test_images=None, image_size=256, num_downs=8, ngf=64, ndf=64, epochs=200, batch_size=1),
     ),
 }
