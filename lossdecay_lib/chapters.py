@@ -25,7 +25,8 @@ import time
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
-__all__ = ["repo_root", "list_chapters", "execute_chapter", "run_chapters", "stage_book", "build_book", "main"]
+__all__ = ["repo_root", "list_chapters", "execute_chapter", "run_chapters", "chapter_parameters",
+           "check_parameter_names", "stage_book", "build_book", "main"]
 
 INJECTED_TAG = "injected-parameters"
 HIDE_TAG = "remove-cell"
@@ -96,6 +97,7 @@ def run_chapters(root: Path, out_dir: Path, parameters: Dict, only: Sequence[str
     unknown = [n for n in only if n not in chapters]
     if unknown:
         raise ValueError(f"unknown chapter(s) {', '.join(unknown)}; chapters: {', '.join(chapters)}")
+    check_parameter_names(root, only or chapters, parameters)
     timings = {}
     for name in only or chapters:
         print(f"executing {name} with {parameters} ...", flush=True)
@@ -106,6 +108,30 @@ def run_chapters(root: Path, out_dir: Path, parameters: Dict, only: Sequence[str
     old.update({n: {"seconds": s, "parameters": parameters} for n, s in timings.items()})
     log.write_text(json.dumps(old, indent=1, sort_keys=True))
     return timings
+
+
+def chapter_parameters(root: Path, name: str) -> Dict[str, str]:
+    """The parameters cell of ``book/<name>.ipynb``: ``{name: default as written}``."""
+    import papermill
+
+    found = papermill.inspect_notebook(str(root / "book" / f"{name}.ipynb"))
+    return {k: v["default"] for k, v in found.items()}
+
+
+def check_parameter_names(root: Path, chapters: Sequence[str], parameters: Dict) -> None:
+    """Refuse, before executing anything, a parameter that none of ``chapters`` declares.
+
+    Papermill itself only warns and injects it anyway, so a typo (``-p profil gpu``) would run every
+    chapter at its defaults. The values are checked by each chapter's first cell
+    (:func:`lossdecay_lib.records.start_chapter`).
+    """
+    declared = set()
+    for name in chapters:
+        declared |= set(chapter_parameters(root, name))
+    unknown = sorted(set(parameters) - declared)
+    if unknown:
+        raise ValueError(f"unknown parameter(s) {', '.join(unknown)} for {', '.join(chapters)}; "
+                         f"valid parameters: {', '.join(sorted(declared))}")
 
 
 def stage_book(root: Path, executed: Path, site: Path) -> Path:

@@ -25,7 +25,8 @@ from . import __version__
 from .atomic import write_atomically
 from .profiles import Profile, get_profile, resolve_device
 
-__all__ = ["provenance", "seed_everything", "write_json_atomic", "read_json", "ChapterRun", "start_chapter"]
+__all__ = ["provenance", "seed_everything", "write_json_atomic", "read_json", "ChapterRun", "start_chapter",
+           "check_parameters"]
 
 
 def _utc_now() -> str:
@@ -106,12 +107,36 @@ class ChapterRun:
         return wall
 
 
-def start_chapter(profile: str = "auto", seed: int = 0, device: str = "auto", quiet: bool = False) -> ChapterRun:
-    """Validate a chapter's parameters, seed everything, and print what the chapter runs with."""
+def start_chapter(profile: str = "auto", seed: int = 0, device: str = "auto", quiet: bool = False,
+                  **parameters) -> ChapterRun:
+    """Validate a chapter's parameters, seed everything, and print what the chapter runs with.
+
+    Every parameter a reader can set with papermill is checked here, before any work: ``profile`` (the
+    error lists the valid ones), ``seed``, ``device``, and those passed as keywords: ``data_root`` (a
+    folder that must exist, or ``None``), ``force`` (a bool), and any other ``epochs``/``batch_size``-like
+    positive integers a chapter exposes (names ending in ``epochs``, ``batch_size``, ``images``).
+    """
     prof = get_profile(profile)
+    check_parameters(**parameters)
     seed_everything(seed)
     dev = resolve_device(device)
     run = ChapterRun(prof, profile, seed, dev, provenance(prof, seed, dev))
     if not quiet:
         print(run.header())
     return run
+
+
+def check_parameters(**parameters) -> None:
+    """Validate chapter parameters by name (see :func:`start_chapter`); unknown kinds pass through."""
+    from .data.paths import resolve_data_root
+
+    for name, value in parameters.items():
+        if name == "data_root":
+            if value is not None:
+                resolve_data_root(value)  # raises, naming the folder, when it does not exist
+        elif name == "force":
+            if not isinstance(value, bool):
+                raise ValueError(f"force must be True or False, got {value!r}")
+        elif name.endswith(("epochs", "batch_size", "images")):
+            if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value <= 0):
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")

@@ -20,7 +20,7 @@ from typing import Dict, Iterable, Iterator, List, Optional, Sequence, Tuple, Un
 
 from .records import read_json, write_json_atomic
 
-__all__ = ["RECORDS_ENV", "RunStore", "config_key", "group_by_label", "metric_curves", "summarize",
+__all__ = ["RECORDS_ENV", "RunStore", "config_key", "group_by_label", "metric_curves", "summarize", "setting_name",
            "markdown_table", "mean_std", "compare", "jump_epoch"]
 
 RECORDS_ENV = "LOSSDECAY_RECORDS"
@@ -78,6 +78,21 @@ def group_by_label(records: Iterable[Dict]) -> "OrderedDict[str, List[Dict]]":
     return groups
 
 
+def setting_name(label: str, records: Sequence[Dict]) -> str:
+    """How a setting is named in figures and tables: its label, the finished runs, and what must not hide.
+
+    ``"loss decay (n=3)"``; ``"x (n=2, 1 diverged)"``; a setting whose runs were allowed negative loss
+    weights (gradient ascent, e.g. the authors' code schedule after epoch 100) says so:
+    ``"authors' code weight (n=3, negative weights)"``.
+    """
+    done = sum(r.get("status") == "finished" for r in records)
+    bad = sum(r.get("status") == "diverged" for r in records)
+    notes = [f"n={done}"] + ([f"{bad} diverged"] if bad else [])
+    if any(r.get("negative_weights") for r in records):
+        notes.append("negative weights")
+    return f"{label} ({', '.join(notes)})"
+
+
 def mean_std(values: Sequence[float]) -> Tuple[float, float]:
     """Mean and sample standard deviation (0 for a single value)."""
     n = len(values)
@@ -108,6 +123,7 @@ def summarize(records: Sequence[Dict]) -> Dict:
         "final_mean": final[0], "final_std": final[1], "best_mean": best[0], "best_std": best[1],
         "seeds": sorted(r["config"]["seed"] for r in done),
         "diverged": sorted(r["config"]["seed"] for r in records if r["status"] == "diverged"),
+        "negative_weights": any(r.get("negative_weights") for r in records),
         "profile": records[0]["provenance"]["profile"] if records else None,
         "device": records[0]["provenance"]["device_name"] if records else None,
         "wall_seconds": sum(r.get("wall_seconds", 0.0) for r in records),

@@ -20,7 +20,8 @@ Schedules of the paper (Wei 2019, "Forget the Learning Rate, Decay Loss") and of
 
 Learning-rate schedules they are compared with, as multipliers of a base learning rate:
 :func:`piecewise_constant` (x0.1 steps), :func:`poly` (power 0.9, the paper's Section III.B),
-:func:`cosine`, :func:`linear_to_zero`, :func:`one_cycle`.
+:func:`cosine`, :func:`linear_to_zero`, :func:`one_cycle`, :func:`constant_then_linear` (pix2pix's
+own: constant, then linear to zero over the second half).
 
 Composition: ``2 * cosine()``, ``linear_decay() * poly()``, ``per_epoch(poly())``.
 """
@@ -46,8 +47,11 @@ __all__ = [
     "cosine",
     "linear_to_zero",
     "one_cycle",
+    "constant_then_linear",
     "per_epoch",
     "stretched",
+    "curvature_adaptive",
+    "CurvatureAdaptive",
     "schedule_by_name",
     "SCHEDULES",
     "curve",
@@ -361,6 +365,26 @@ def one_cycle(peak_fraction: float = 0.3, div_factor: float = 25.0, final_div_fa
     return OneCycle(peak_fraction, div_factor, final_div_factor)
 
 
+class ConstantThenLinear(Schedule):
+    def __init__(self, start_fraction: float = 0.5):
+        if not 0.0 <= start_fraction < 1.0:
+            raise ValueError(f"start_fraction must be in [0, 1), got {start_fraction}")
+        self.start_fraction = float(start_fraction)
+
+    def value(self, progress):
+        t, s = progress.fraction, self.start_fraction
+        return 1.0 if t < s else max(0.0, 1.0 - (t - s) / (1.0 - s))
+
+
+def constant_then_linear(start_fraction: float = 0.5) -> Schedule:
+    """1 until ``start_fraction`` of the run, then linear to 0 at its end: pix2pix's own learning rate.
+
+    pix2pix (Isola et al. 2017; ``--lr_policy linear``, ``--n_epochs 100 --n_epochs_decay 100``) keeps
+    the learning rate for the first half of training and decays it linearly to zero over the second.
+    """
+    return ConstantThenLinear(start_fraction)
+
+
 class PerEpoch(Schedule):
     def __init__(self, inner: Schedule, offset: int = 0):
         self.inner, self.offset = inner, int(offset)
@@ -404,6 +428,82 @@ def stretched(inner: Schedule, epochs: float = 100.0) -> Schedule:
 
 
 # --------------------------------------------------------------------------------------------------
+# A weight set from measured curvature instead of by the clock
+# --------------------------------------------------------------------------------------------------
+
+
+class CurvatureAdaptive(Schedule):
+    """The loss weight the quadratic model (Eq. 2) asks for, from curvature measured along the run.
+
+    The paper wishes that "the model can automatically decide the time to start death convergence".
+    This weight is not a function of the clock: every time the training loop measures ``g^T g`` and
+    ``g^T H g`` on its fixed batch (``curvature_every`` steps, see :mod:`lossdecay_lib.tracking`), it
+    calls :meth:`observe`, which moves the weight towards
+
+        ``w* = g^T g / (eta_eff g^T H g)``,  ``eta_eff = eta / (1 - momentum)``,
+
+    the minimiser of Eq. 2's parabola in ``w`` (:func:`lossdecay_lib.curvature.optimal_weight`) for a
+    step of heavy-ball SGD's effective length, capped at ``max_weight`` (and at ``max_weight`` when
+    ``g^T H g <= 0``, where the parabola has no minimum). ``smoothing`` is the weight of the old value
+    in an exponential moving average, so one noisy measurement does not set the weight alone. The
+    weight starts at ``max_weight``. Between measurements it stays where the last one put it.
+
+    Its state (the current weight) belongs to one run: the loop calls :meth:`reset` at the start and
+    saves :meth:`state_dict` in checkpoints.
+    """
+
+    adaptive = True
+
+    def __init__(self, max_weight: float = 2.0, momentum: float = 0.95, smoothing: float = 0.5):
+        if not (math.isfinite(max_weight) and max_weight > 0):
+            raise ValueError(f"max_weight must be a positive number, got {max_weight!r}")
+        if not 0 <= momentum < 1:
+            raise ValueError(f"momentum must be in [0, 1), got {momentum!r}")
+        if not 0 <= smoothing < 1:
+            raise ValueError(f"smoothing must be in [0, 1), got {smoothing!r}")
+        self.max_weight, self.momentum, self.smoothing = float(max_weight), float(momentum), float(smoothing)
+        self._current = self.max_weight
+
+    def __eq__(self, other) -> bool:  # the running state is not part of what the schedule is
+        return type(self) is type(other) and repr(self) == repr(other)
+
+    __hash__ = Schedule.__hash__
+
+    def reset(self) -> None:
+        self._current = self.max_weight
+
+    def target(self, grad_dot_grad: float, grad_hessian_grad: float, lr: float) -> float:
+        """``min(max_weight, w*)`` for one measurement."""
+        if lr <= 0:
+            raise ValueError(f"lr must be positive, got {lr}")
+        if grad_hessian_grad <= 0:
+            return self.max_weight
+        w_star = (1.0 - self.momentum) * grad_dot_grad / (lr * grad_hessian_grad)
+        return min(self.max_weight, w_star)
+
+    def observe(self, grad_dot_grad: float, grad_hessian_grad: float, lr: float) -> float:
+        """Move the weight towards :meth:`target` of this measurement; returns the new weight."""
+        t = self.target(grad_dot_grad, grad_hessian_grad, lr)
+        if math.isfinite(t):
+            self._current = self.smoothing * self._current + (1.0 - self.smoothing) * t
+        return self._current
+
+    def value(self, progress):
+        return self._current
+
+    def state_dict(self) -> Dict:
+        return {"current": self._current}
+
+    def load_state_dict(self, state: Dict) -> None:
+        self._current = float(state["current"])
+
+
+def curvature_adaptive(max_weight: float = 2.0, momentum: float = 0.95, smoothing: float = 0.5) -> Schedule:
+    """A loss weight set from measured curvature (see :class:`CurvatureAdaptive`), at most ``max_weight``."""
+    return CurvatureAdaptive(max_weight, momentum, smoothing)
+
+
+# --------------------------------------------------------------------------------------------------
 # Names, curves and checks
 # --------------------------------------------------------------------------------------------------
 
@@ -418,6 +518,8 @@ SCHEDULES: Dict[str, Callable[..., Schedule]] = {
     "cosine": cosine,
     "linear_to_zero": linear_to_zero,
     "one_cycle": one_cycle,
+    "constant_then_linear": constant_then_linear,
+    "curvature_adaptive": curvature_adaptive,
 }
 
 

@@ -87,3 +87,9 @@ def test_environment_yml_names_the_pinned_packages():
     env = (ROOT / "environment.yml").read_text()
     pinned = {m.lower() for m in re.findall(r"^\s*-\s*([A-Za-z0-9_.\-]+)==", env, re.M)}
     assert req == pinned, f"only in requirements.txt: {req - pinned}; only in environment.yml: {pinned - req}"
+
+
+def test_a_parameter_no_chapter_declares_is_refused_before_any_work(tmp_path):
+    with pytest.raises(ValueError, match=r"unknown parameter\(s\) profil for schedules; valid parameters: .*profile"):
+        run_chapters(ROOT, tmp_path, {"profil": "gpu"}, only=["schedules"])
+    assert not list(tmp_path.iterdir())

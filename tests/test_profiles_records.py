@@ -64,3 +64,33 @@ def test_start_chapter_prints_what_it_runs_with(capsys):
     with pytest.raises(ValueError, match="unknown profile"):
         start_chapter(profile="laptop")
     json.dumps(run.info)  # provenance is plain JSON
+
+
+def test_setting_names_show_diverged_runs_and_negative_weights():
+    from lossdecay_lib.runs import setting_name, summarize
+
+    ok = {"status": "finished", "negative_weights": False}
+    assert setting_name("decay", [ok, ok]) == "decay (n=2)"
+    assert setting_name("x", [ok, {"status": "diverged"}]) == "x (n=1, 1 diverged)"
+    neg = {"status": "finished", "negative_weights": True}
+    assert setting_name("code", [neg, neg]) == "code (n=2, negative weights)"
+    rec = dict(neg, final_test_acc=0.5, best_test_acc_over_epochs=0.6, config={"seed": 0},
+               provenance={"profile": "smoke", "device_name": "CPU"})
+    assert summarize([rec])["negative_weights"] is True
+
+
+@pytest.mark.parametrize("parameters, error, message", [
+    (dict(profile="laptop"), ValueError, "unknown profile 'laptop'; valid profiles: smoke, cpu, gpu, paper, auto"),
+    (dict(seed=-1), ValueError, "seed must be a non-negative integer"),
+    (dict(seed="3"), ValueError, "seed must be a non-negative integer"),
+    (dict(device="tpu"), ValueError, "unknown device 'tpu'"),
+    (dict(data_root="/no/such/folder"), FileNotFoundError, "the data root /no/such/folder .* does not exist"),
+    (dict(force="yes"), ValueError, "force must be True or False"),
+    (dict(epochs=0), ValueError, "epochs must be a positive integer"),
+    (dict(batch_size=2.5), ValueError, "batch_size must be a positive integer"),
+])
+def test_chapter_parameters_are_validated_before_any_work(parameters, error, message):
+    from lossdecay_lib.records import start_chapter
+
+    with pytest.raises(error, match=message):
+        start_chapter(**{"profile": "smoke", **parameters}, quiet=True)

@@ -133,3 +133,25 @@ def test_stretched_moves_the_authors_cliff_onto_a_shorter_run():
     assert code20.at(14, epochs=20, steps_per_epoch=10) == pytest.approx(0.2)
     assert code20.at(19.9, epochs=20, steps_per_epoch=10) == pytest.approx(2 / 3 - 99 / 150)
     assert [code20.at(e, 100) for e in range(100)] == [S.authors_code_weight().at(e, 100) for e in range(100)]
+
+
+def test_curvature_adaptive_weight_follows_the_quadratic_models_optimum():
+    from lossdecay_lib.schedules import curvature_adaptive
+
+    w = curvature_adaptive(max_weight=2.0, momentum=0.9, smoothing=0.5)
+    p = S.Progress(0, 10, 2)
+    assert w(p) == 2.0  # starts at the cap
+    # w* = (1 - 0.9) * 4 / (0.1 * 1) = 4 -> capped at 2; negative curvature -> the cap
+    assert w.target(4.0, 1.0, 0.1) == 2.0 and w.target(1.0, -1.0, 0.1) == 2.0
+    assert w.target(1.0, 2.0, 0.1) == pytest.approx(0.5)
+    assert w.observe(1.0, 2.0, 0.1) == pytest.approx(0.5 * 2.0 + 0.5 * 0.5)
+    assert w(p) == pytest.approx(1.25)
+    state = w.state_dict()
+    w.reset()
+    assert w(p) == 2.0
+    w.load_state_dict(state)
+    assert w(p) == pytest.approx(1.25)
+    assert repr(w) == "CurvatureAdaptive(max_weight=2.0, momentum=0.9, smoothing=0.5)"  # state not in the key
+    assert w == curvature_adaptive(2.0, 0.9, 0.5)
+    with pytest.raises(ValueError, match="smoothing must be in"):
+        curvature_adaptive(smoothing=1.0)

@@ -129,3 +129,16 @@ def test_curvature_tracking_is_recorded_and_keys_of_untracked_runs_are_unchanged
     assert [e["test_acc"] for e in untracked["epochs"]] == [e["test_acc"] for e in rec["epochs"]]
     with pytest.raises(ValueError, match="curvature_every must be a non-negative integer"):
         _tiny(curvature_every=-1).validate()
+
+
+def test_a_curvature_adaptive_weight_is_set_from_the_measurements(store):
+    adaptive = S.curvature_adaptive(max_weight=2.0, momentum=0.0, smoothing=0.0)
+    with pytest.raises(ValueError, match="needs curvature_every > 0"):
+        _tiny(weight=adaptive).validate()
+    rec = train_classifier(_tiny(weight=adaptive, curvature_every=2, optimizer_settings=(("lr", 0.05),)),
+                           store=store, progress=False)
+    rows = rec["curvature"]
+    # each measurement sets the weight of the steps after it to min(2, g^T g / (lr g^T H g))
+    expected = [adaptive.target(r["gTg"], r["gTHg"], r["lr"]) for r in rows]
+    assert [r["weight"] for r in rows[1:]] == pytest.approx(expected[:-1])
+    assert rows[0]["weight"] == 2.0

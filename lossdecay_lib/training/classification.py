@@ -90,6 +90,8 @@ class ClassificationConfig:
                 raise ValueError(f"{name} must be a non-negative integer, got {value!r}")
         if not isinstance(self.seed, int) or self.seed < 0:
             raise ValueError(f"seed must be a non-negative integer, got {self.seed!r}")
+        if getattr(self.weight, "adaptive", False) and not self.curvature_every:
+            raise ValueError(f"{self.weight!r} sets the weight from measured curvature: it needs curvature_every > 0")
         if "lr" not in dict(self.optimizer_settings):
             raise ValueError("optimizer_settings must include the base learning rate 'lr'")
         build_model(self.model, **dict(self.model_settings))  # raises on a depth the network cannot build
@@ -231,6 +233,10 @@ def train_classifier(config: ClassificationConfig, data_root=None, device: str =
     if steps_per_epoch == 0:
         raise ValueError(f"batch_size {config.batch_size} is larger than the {len(train)} training images")
 
+    # A weight set from measured curvature (schedules.CurvatureAdaptive) has run state: reset, checkpointed.
+    adaptive = config.weight if getattr(config.weight, "adaptive", False) else None
+    if adaptive is not None:
+        adaptive.reset()
     weight = ScheduledWeight(config.weight, config.weight_place, config.allow_negative)
     lowest_weight = weight.check(config.epochs, steps_per_epoch)
     model = build_model(config.model, **dict(config.model_settings)).to(dev)
@@ -260,7 +266,10 @@ def train_classifier(config: ClassificationConfig, data_root=None, device: str =
         fixed_batch = next(iter(CifarBatches(train, config.batch_size, train=False, device=dev,
                                              channels_last=channels_last)))
         tracker = CurvatureTracker(model, fixed_batch, config.curvature_every, config.sharpness_every)
-    start_epoch, step, record = run.resume(record, model=model, optimizer=optimizer)
+    stateful = dict(model=model, optimizer=optimizer)
+    if adaptive is not None:
+        stateful["weight"] = adaptive
+    start_epoch, step, record = run.resume(record, **stateful)
     if tracker is not None:
         tracker.rows[:] = record.get("curvature", [])
         record["curvature"] = tracker.rows
@@ -292,7 +301,9 @@ def train_classifier(config: ClassificationConfig, data_root=None, device: str =
             loss = F.cross_entropy(logits, y)
             w, lr = controller.step(step, loss, after_backward=log_gradients)
             if measure:
-                tracker.after_step(step, epoch, w, lr)
+                row = tracker.after_step(step, epoch, w, lr)
+                if adaptive is not None:
+                    adaptive.observe(row["gTg"], row["gTHg"], lr)
             with torch.no_grad():
                 watch.observe(step, loss, grad_norm)
                 sums[0] += loss.detach().double()
@@ -329,7 +340,7 @@ def train_classifier(config: ClassificationConfig, data_root=None, device: str =
         })
         if bar is not None:
             bar.set_postfix(test_acc=f"{test_acc:.3f}")
-        run.end_epoch(record, epoch, config.epochs, step, model=model, optimizer=optimizer)
+        run.end_epoch(record, epoch, config.epochs, step, **stateful)
     if bar is not None:
         bar.close()
     accs = [e["test_acc"] for e in record["epochs"]]
