@@ -272,3 +272,88 @@ def plot_quadratic_check(groups, title: str = "Does the quadratic model predict 
     ax.legend(fontsize=7.5)
     fig.tight_layout()
     return fig
+
+
+# --------------------------------------------------------------------------------------------------
+# Semantic segmentation (chapter "Semantic segmentation", paper Table I and Fig. 6)
+# --------------------------------------------------------------------------------------------------
+
+__all__ += ["plot_segmentation_curves", "plot_segmentation_grid"]
+
+SEGMENTATION_CURVES = (
+    ("train_loss", "training loss (unweighted)"),
+    ("train_loss_weighted", "training loss x weight"),
+    ("val_loss", "val loss (main head)"),
+    ("val_miou", "val mean IoU"),
+)
+
+
+def plot_segmentation_curves(groups, title: str = "", metrics=SEGMENTATION_CURVES):
+    """One panel per per-epoch metric of segmentation records: mean over seeds and +- one std band.
+
+    ``groups``: ``{label: [records of that setting, one per seed]}``; ``metrics``: ``(key, axis label)``
+    pairs of the records' ``epochs`` entries. Diverged runs are counted in the legend, not averaged.
+    """
+    from .runs import metric_curves
+
+    use_style()
+    n = len(metrics)
+    ncols = 2
+    nrows = int(np.ceil(n / ncols))
+    fig, axes = plt.subplots(nrows, ncols, figsize=(5.4 * ncols, 3.3 * nrows), squeeze=False)
+    for ax, (metric, ylabel) in zip(axes.flat, metrics):
+        for i, (label, records) in enumerate(groups.items()):
+            xs, mean, std = metric_curves(records, metric)
+            done = sum(r["status"] == "finished" for r in records)
+            bad = len(records) - done
+            name = f"{label} (n={done}" + (f", {bad} diverged)" if bad else ")")
+            color = PALETTE[i % len(PALETTE)]
+            if xs:
+                mean, std = np.asarray(mean), np.asarray(std)
+                ax.plot(xs, mean, color=color, lw=1.8, marker="o", ms=3, label=name)
+                ax.fill_between(xs, mean - std, mean + std, color=color, alpha=0.18, lw=0)
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(ylabel)
+    for ax in list(axes.flat)[n:]:
+        ax.set_visible(False)
+    handles, labels = axes.flat[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=min(len(labels), 2), fontsize=8)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout(rect=(0, 0.06 + 0.03 * ((len(labels) - 1) // 2), 1, 1))
+    return fig
+
+
+def plot_segmentation_grid(images, truth, predictions, info, title: str = ""):
+    """The paper's Fig. 6: one row per val image; input, one column per setting's prediction, ground truth.
+
+    ``images``: uint8 ``[n, H, W, 3]``; ``truth``: label maps ``[n, H, W]``; ``predictions``:
+    ``{column title: label maps [n, H, W]}`` (the same images in the same order); ``info``: the dataset's
+    :class:`~lossdecay_lib.data.segmentation.SegmentationInfo`, whose palette colours the maps (the
+    ignore colour where unlabelled). A legend names the palette's classes.
+    """
+    from matplotlib.patches import Patch
+
+    use_style()
+    columns = [("input", None)] + list(predictions.items()) + [("ground truth", truth)]
+    n = len(images)
+    h, w = images.shape[1:3]
+    side = 2.6
+    fig, axes = plt.subplots(n, len(columns), figsize=(side * len(columns), side * h / w * n + 0.9), squeeze=False)
+    for row in range(n):
+        for col, (name, maps) in enumerate(columns):
+            ax = axes[row, col]
+            picture = images[row] if maps is None else info.colourise(maps[row])
+            ax.imshow(np.asarray(picture), interpolation="nearest")
+            ax.set_xticks([])
+            ax.set_yticks([])
+            ax.grid(False)
+            if row == 0:
+                ax.set_title(name, fontsize=9)
+    patches = [Patch(color=np.array(c) / 255, label=name) for name, c in zip(info.class_names, info.palette)]
+    patches.append(Patch(color=np.array(info.ignore_colour) / 255, label="unlabelled (ignored)"))
+    fig.legend(handles=patches, loc="lower center", ncol=min(len(patches), 6), fontsize=7)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout(rect=(0, 0.12, 1, 1))
+    return fig
