@@ -45,6 +45,7 @@ __all__ = [
     "standard_identities",
     "check_identities",
     "adam_step_multiplier",
+    "AdamLagModel",
     "IDENTICAL_BELOW",
     "seeded",
     "first_batches",
@@ -269,6 +270,32 @@ def check_identities(
     return results
 
 
+class AdamLagModel:
+    """The step multiplier a loss weight ``w_t`` gives Adam when the gradients' scale is stationary.
+
+    Adam's bias-corrected averages of ``w g`` divide into ``EMA_beta1(w) / sqrt(EMA_beta2(w^2))`` times
+    the unweighted step: :meth:`update` takes this step's weight and returns that prediction. A constant
+    weight gives 1; the weight matters only while it changes faster than the averages forget.
+    """
+
+    def __init__(self, betas: Tuple[float, float] = (0.9, 0.999)):
+        self.b1, self.b2 = betas
+        self.t, self.ema_w, self.ema_w2 = 0, 0.0, 0.0
+
+    def update(self, w: float) -> float:
+        self.t += 1
+        self.ema_w = self.b1 * self.ema_w + (1 - self.b1) * w
+        self.ema_w2 = self.b2 * self.ema_w2 + (1 - self.b2) * w * w
+        c1, c2 = 1 - self.b1**self.t, 1 - self.b2**self.t
+        return (self.ema_w / c1) / max((self.ema_w2 / c2) ** 0.5, 1e-300)
+
+    def state_dict(self) -> Dict:
+        return {"t": self.t, "ema_w": self.ema_w, "ema_w2": self.ema_w2}
+
+    def load_state_dict(self, state: Dict) -> None:
+        self.t, self.ema_w, self.ema_w2 = int(state["t"]), float(state["ema_w"]), float(state["ema_w2"])
+
+
 @dataclass
 class AdamMultiplier:
     """Per step: the loss weight ``w``, the measured step multiplier, and the lag-model prediction."""
@@ -304,7 +331,7 @@ def adam_step_multiplier(
     params = [p for p in model.parameters() if p.requires_grad]
     b1, b2 = betas
     state = {k: [torch.zeros_like(p) for p in params] for k in ("m_w", "v_w", "m_1", "v_1")}
-    ema_w = ema_w2 = 0.0
+    lag = AdamLagModel(betas)
     out = AdamMultiplier([], [], [], None)
     for t, (x, y) in enumerate(batches, start=1):
         w = schedule(Progress(t - 1, steps_per_epoch, epochs))
@@ -321,10 +348,8 @@ def adam_step_multiplier(
         with torch.no_grad():
             for p, u in zip(params, upd_w):
                 p.sub_(u)
-        ema_w = b1 * ema_w + (1 - b1) * w
-        ema_w2 = b2 * ema_w2 + (1 - b2) * w * w
         out.weights.append(w)
         out.measured.append(float(_flat(upd_w).norm() / _flat(upd_1).norm().clamp_min(1e-300)))
-        out.predicted.append((ema_w / c1) / max((ema_w2 / c2) ** 0.5, 1e-300))
+        out.predicted.append(lag.update(w))
     out.final_params = _flat(params)
     return out

@@ -2,6 +2,9 @@
 
 Segmentation (paper Section III.B, Table I): a confusion matrix accumulated on the device over a whole
 split, and from it mean IoU, per-class IoU and pixel accuracy.
+
+Image metrics (pix2pix, paper Section III.C): L1, PSNR and SSIM of generated images against the real
+ones, per image, accumulated on the device over a split (PSNR and SSIM by torchmetrics).
 """
 
 from __future__ import annotations
@@ -11,7 +14,7 @@ from typing import Dict, List, Optional
 
 import torch
 
-__all__ = ["ConfusionMatrix", "segmentation_scores", "iou_per_class"]
+__all__ = ["ConfusionMatrix", "segmentation_scores", "iou_per_class", "image_scores", "ImageScores"]
 
 
 # ==================================================================================================
@@ -91,3 +94,61 @@ def segmentation_scores(matrix: torch.Tensor, class_names: Optional[List[str]] =
         "classes_scored": int(present.sum()),
         "pixels": int(total),
     }
+
+
+# ==================================================================================================
+# Image metrics (pix2pix): L1, PSNR, SSIM against the real images
+# ==================================================================================================
+
+def image_scores(fake: torch.Tensor, real: torch.Tensor) -> Dict[str, torch.Tensor]:
+    """Per-image L1, PSNR (dB) and SSIM of ``fake`` against ``real``, both ``[N, C, H, W]`` in [-1, 1].
+
+    L1 is the mean absolute error in the generator's own range [-1, 1] (the scale of pix2pix's L1
+    loss, so a test L1 reads like the training L1). PSNR and SSIM are computed on the images mapped to
+    [0, 1] with ``data_range=1`` by torchmetrics (Gaussian 11x11 window, sigma 1.5, for SSIM). Identical
+    images give PSNR ``inf`` and SSIM 1. Values stay on the device (no host read).
+    """
+    from torchmetrics.functional.image import peak_signal_noise_ratio, structural_similarity_index_measure
+
+    if fake.shape != real.shape or fake.dim() != 4:
+        raise ValueError(f"fake {tuple(fake.shape)} and real {tuple(real.shape)} must be [N, C, H, W] of one shape")
+    fake01 = ((fake.detach().float() + 1) / 2).clamp(0, 1)
+    real01 = ((real.detach().float() + 1) / 2).clamp(0, 1)
+    return {
+        "l1": (fake.detach().float() - real.detach().float()).abs().mean(dim=(1, 2, 3)),
+        "psnr": peak_signal_noise_ratio(fake01, real01, data_range=1.0, reduction="none", dim=(1, 2, 3)),
+        "ssim": structural_similarity_index_measure(fake01, real01, data_range=1.0, reduction="none"),
+    }
+
+
+class ImageScores:
+    """Means and standard deviations over a split of :func:`image_scores`, accumulated on the device.
+
+    :meth:`update` adds a batch; :meth:`result` reads the sums once: ``{"l1", "psnr", "ssim"}`` means
+    over images, ``"<name>_std"`` their standard deviations over images, and ``"images"``.
+    """
+
+    NAMES = ("l1", "psnr", "ssim")
+
+    def __init__(self, device=None):
+        self._sums = torch.zeros(2 * len(self.NAMES) + 1, dtype=torch.float64, device=device)
+
+    @torch.no_grad()
+    def update(self, fake: torch.Tensor, real: torch.Tensor) -> None:
+        scores = image_scores(fake, real)
+        values = torch.stack([scores[n].double() for n in self.NAMES])  # [3, N]
+        self._sums = self._sums.to(values.device)
+        self._sums[: len(self.NAMES)] += values.sum(1)
+        self._sums[len(self.NAMES): 2 * len(self.NAMES)] += (values * values).sum(1)
+        self._sums[-1] += values.shape[1]
+
+    def result(self) -> Dict[str, float]:
+        sums = self._sums.tolist()
+        k, n = len(self.NAMES), sums[-1]
+        out: Dict[str, float] = {"images": int(n)}
+        for i, name in enumerate(self.NAMES):
+            mean = sums[i] / n if n else math.nan
+            var = (sums[k + i] / n - mean * mean) * n / (n - 1) if n > 1 else 0.0
+            out[name] = mean
+            out[f"{name}_std"] = math.sqrt(max(var, 0.0)) if math.isfinite(var) else math.nan
+        return out
