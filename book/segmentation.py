@@ -44,13 +44,14 @@ from lossdecay_lib.plots import plot_schedules, plot_segmentation_curves, plot_s
 from lossdecay_lib.records import start_chapter
 from lossdecay_lib.runs import compare, group_by_label, markdown_table, mean_std
 from lossdecay_lib.training import SegmentationConfig, train_segmenter
-from lossdecay_lib.training.segmentation import PAPER_SGD, load_val_predictions, validation_examples
+from lossdecay_lib.training.segmentation import load_val_predictions, validation_examples
 from lossdecay_lib.verdict import record_claim
 
-run = start_chapter(profile=profile, seed=seed)
+run = start_chapter(profile=profile, seed=seed, data_root=data_root, force=force)
 sizes = run.profile.segmentation
 seeds = run.seeds
 base = SegmentationConfig.from_profile(run.profile.name, dataset=dataset)
+base.validate()  # a bad dataset name fails here, naming the valid ones
 side = "as stored" if sizes.image_size is None else f"short side {sizes.image_size} px"
 display(Markdown(markdown_table(
     ["dataset", "training images", "val images", "image size", "crop", "epochs", "batch", "network",
