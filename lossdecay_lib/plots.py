@@ -292,9 +292,10 @@ def plot_segmentation_curves(groups, title: str = "", metrics=SEGMENTATION_CURVE
     """One panel per per-epoch metric of segmentation records: mean over seeds and +- one std band.
 
     ``groups``: ``{label: [records of that setting, one per seed]}``; ``metrics``: ``(key, axis label)``
-    pairs of the records' ``epochs`` entries. Diverged runs are counted in the legend, not averaged.
+    pairs of the records' ``epochs`` entries. The legend names settings by
+    :func:`lossdecay_lib.runs.setting_name` (diverged runs counted, not averaged; negative weights said).
     """
-    from .runs import metric_curves
+    from .runs import metric_curves, setting_name
 
     use_style()
     n = len(metrics)
@@ -304,9 +305,7 @@ def plot_segmentation_curves(groups, title: str = "", metrics=SEGMENTATION_CURVE
     for ax, (metric, ylabel) in zip(axes.flat, metrics):
         for i, (label, records) in enumerate(groups.items()):
             xs, mean, std = metric_curves(records, metric)
-            done = sum(r["status"] == "finished" for r in records)
-            bad = len(records) - done
-            name = f"{label} (n={done}" + (f", {bad} diverged)" if bad else ")")
+            name = setting_name(label, records)
             color = PALETTE[i % len(PALETTE)]
             if xs:
                 mean, std = np.asarray(mean), np.asarray(std)
