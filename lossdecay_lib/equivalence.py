@@ -46,6 +46,7 @@ __all__ = [
     "check_identities",
     "adam_step_multiplier",
     "AdamLagModel",
+    "lag_model_multipliers",
     "IDENTICAL_BELOW",
     "seeded",
     "first_batches",
@@ -294,6 +295,24 @@ class AdamLagModel:
 
     def load_state_dict(self, state: Dict) -> None:
         self.t, self.ema_w, self.ema_w2 = int(state["t"]), float(state["ema_w"]), float(state["ema_w2"])
+
+
+def lag_model_multipliers(weight: Schedule, epochs: int, steps_per_epoch: int,
+                          betas: Tuple[float, float] = (0.9, 0.999), place: str = "loss",
+                          lr_schedule: Optional[Schedule] = None) -> List[float]:
+    """The lag model's step multiplier at every step of a run (no training: a prediction for any scale).
+
+    ``place="loss"`` (or ``"grad"``): the weight passes through Adam's averages,
+    ``lr factor x EMA_beta1(w) / sqrt(EMA_beta2(w^2))``; ``place="lr"``: ``lr factor x w``.
+    """
+    lag = AdamLagModel(betas)
+    out = []
+    for step in range(int(round(epochs * steps_per_epoch))):
+        p = Progress(step, steps_per_epoch, epochs)
+        w = weight(p)
+        lr_factor = lr_schedule(p) if lr_schedule is not None else 1.0
+        out.append(lr_factor * (w if place == "lr" else lag.update(w)))
+    return out
 
 
 @dataclass

@@ -356,3 +356,122 @@ def plot_segmentation_grid(images, truth, predictions, info, title: str = ""):
         fig.suptitle(title)
     fig.tight_layout(rect=(0, 0.12, 1, 1))
     return fig
+
+# --------------------------------------------------------------------------------------------------
+# pix2pix (chapter "pix2pix", paper Section III.C and Fig. 5)
+# --------------------------------------------------------------------------------------------------
+
+__all__ += ["PIX2PIX_CURVES", "plot_pix2pix_curves", "plot_pix2pix_grid", "plot_step_multipliers",
+            "plot_final_image_metrics"]
+
+PIX2PIX_CURVES = (
+    ("d_loss", "discriminator loss"),
+    ("g_gan_loss", "generator adversarial loss"),
+    ("g_l1_loss", "generator L1 loss (unweighted)"),
+    ("g_loss_weighted", "G loss x weight (backpropagated)"),
+    ("test_l1", "test L1"),
+    ("test_psnr", "test PSNR (dB)"),
+)
+
+
+def plot_pix2pix_curves(groups, title: str = "", metrics=PIX2PIX_CURVES):
+    """Per-epoch losses and test metrics of pix2pix records, mean over seeds and +- one std band, one
+    panel per metric (the layout of :func:`plot_segmentation_curves`, with pix2pix's quantities)."""
+    return plot_segmentation_curves(groups, title=title, metrics=metrics)
+
+
+def plot_pix2pix_grid(inputs, outputs: Mapping[str, object], targets, title: str = ""):
+    """The paper's Fig. 5 layout: one row per test image; the input, each setting's output, the ground truth.
+
+    ``inputs``, ``targets`` and every value of ``outputs`` (``{column title: images}``) are uint8
+    ``[n, 3, H, W]`` tensors or arrays of the same test images in the same order.
+    """
+    use_style()
+    columns = [("input", inputs), *outputs.items(), ("ground truth", targets)]
+    n = len(np.asarray(inputs))
+    fig, axes = plt.subplots(n, len(columns), figsize=(1.9 * len(columns), 1.9 * n + 0.5), squeeze=False)
+    for j, (name, images) in enumerate(columns):
+        images = np.asarray(images)
+        for i in range(n):
+            ax = axes[i, j]
+            ax.imshow(np.transpose(images[i], (1, 2, 0)))
+            ax.set_xticks([])
+            ax.set_yticks([])
+            ax.grid(False)
+            for side in ax.spines.values():
+                side.set_visible(False)
+            if i == 0:
+                ax.set_title(name, fontsize=8)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def plot_step_multipliers(groups, base_lr: float, title: str = ""):
+    """Per setting, the generator's Adam step relative to plain Adam's at the base learning rate.
+
+    Three curves per panel (means over seeds, measured one with a +- std band): the multiplier measured
+    in the run (``step_multiplier``), the one the lag model predicts (``step_multiplier_predicted``), and
+    the nominal one, ``weight x learning-rate factor``: what multiplying the learning rate by the weight
+    would give.
+    """
+    from .runs import mean_std, metric_curves, setting_name
+
+    use_style()
+    n = len(groups)
+    ncols = 2
+    nrows = int(np.ceil(n / ncols))
+    fig, axes = plt.subplots(nrows, ncols, figsize=(5.4 * ncols, 3.2 * nrows), squeeze=False, sharey=True)
+    for ax, (label, records) in zip(axes.flat, groups.items()):
+        done = [r for r in records if r["status"] == "finished"]
+        xs, mean, std = metric_curves(done, "step_multiplier")
+        if xs:
+            mean, std = np.asarray(mean), np.asarray(std)
+            ax.plot(xs, mean, color=PALETTE[0], lw=2, marker="o", ms=3, label="measured")
+            ax.fill_between(xs, mean - std, mean + std, color=PALETTE[0], alpha=0.18, lw=0)
+            _, pred, _ = metric_curves(done, "step_multiplier_predicted")
+            ax.plot(xs, pred, color=PALETTE[3], ls=":", lw=2, label="lag model")
+            nominal = [mean_std([r["epochs"][e]["weight_mean"] * r["epochs"][e]["lr_mean"] / base_lr
+                                 for r in done])[0] for e in range(len(xs))]
+            ax.plot(xs, nominal, color=PALETTE[-1], ls="--", lw=1.5, label="weight x lr factor")
+        ax.axhline(0, color="black", lw=0.6)
+        ax.set_title(setting_name(label, records), fontsize=9)
+        ax.set_xlabel("epoch")
+        ax.set_ylabel("step multiplier")
+        ax.legend(loc="best", fontsize=7.5)
+    for ax in list(axes.flat)[n:]:
+        ax.set_visible(False)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def plot_final_image_metrics(groups, metrics=(("final_test_l1", "test L1 (lower is better)"),
+                                              ("final_test_psnr", "test PSNR, dB (higher is better)"),
+                                              ("final_test_ssim", "test SSIM (higher is better)")), title: str = ""):
+    """One panel per run-level metric, one row per setting: each seed's value (dots) and mean +- std (bar)."""
+    from .runs import mean_std, setting_name
+
+    use_style()
+    labels = list(groups)
+    fig, axes = plt.subplots(1, len(metrics), figsize=(3.3 * len(metrics) + 2.6, 0.45 * len(labels) + 1.5),
+                             squeeze=False, sharey=True)
+    ys = np.arange(len(labels))[::-1]
+    for ax, (metric, xlabel) in zip(axes.flat, metrics):
+        for y, (i, label) in zip(ys, enumerate(labels)):
+            values = [r[metric] for r in groups[label] if r["status"] == "finished"]
+            color = PALETTE[i % len(PALETTE)]
+            m, s = mean_std(values)
+            ax.errorbar([m], [y], xerr=[s], fmt="s", color=color, ms=7, capsize=4)
+            ax.plot(values, [y - 0.18] * len(values), "o", color=color, ms=3.5, alpha=0.6)
+        ax.set_xlabel(xlabel)
+        ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(4))
+        ax.grid(axis="y", visible=False)
+    axes.flat[0].set_yticks(ys, [setting_name(lb, groups[lb]) for lb in labels], fontsize=8)
+    axes.flat[0].set_ylim(-0.6, len(labels) - 0.4)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig

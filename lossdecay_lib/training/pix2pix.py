@@ -332,8 +332,8 @@ def train_pix2pix(config: Pix2PixConfig, data_root=None, device: str = "auto", s
         order_gen.manual_seed(config.seed * 1_000_003 + epoch)
         order = torch.randperm(len(train_set), generator=order_gen)
         order = order[order < n_train].tolist()  # a seeded order of the first n_train pairs
-        # d loss, g gan, g l1, g total, g total weighted, multiplier sum, multiplier count
-        sums = torch.zeros(7, device=dev, dtype=torch.float64)
+        # d loss, g gan, g l1, g total, g total weighted, multiplier sum, multiplier count, lambda l1 weighted
+        sums = torch.zeros(8, device=dev, dtype=torch.float64)
         watch = NonFiniteWatch(dev)
         predicted = []
         for b in range(steps_per_epoch):
@@ -372,7 +372,9 @@ def train_pix2pix(config: Pix2PixConfig, data_root=None, device: str = "auto", s
                 sums[1] += loss_gan.detach().double()
                 sums[2] += loss_l1.detach().double()
                 sums[3] += loss_g.detach().double()
-                sums[4] += loss_g.detach().double() * (w if config.weight_place == "loss" else 1.0)
+                on_loss = w if config.weight_place == "loss" else 1.0  # the factor the loss itself carries
+                sums[4] += loss_g.detach().double() * on_loss
+                sums[7] += loss_l1.detach().double() * (config.lambda_l1 * on_loss)
             lr_factor = lr / config.lr
             lag_value = lag.update(w) if config.weight_place != "lr" else w
             predicted.append(lr_factor * lag_value)
@@ -380,7 +382,7 @@ def train_pix2pix(config: Pix2PixConfig, data_root=None, device: str = "auto", s
             step += 1
             if bar is not None:
                 bar.update(1)
-        d_sum, gan_sum, l1_sum, g_sum, gw_sum, mult_sum, mult_n = sums.tolist()
+        d_sum, gan_sum, l1_sum, g_sum, gw_sum, mult_sum, mult_n, l1w_sum = sums.tolist()
         bad_step = watch.first()
         if bad_step is not None:
             if bar is not None:
@@ -395,7 +397,7 @@ def train_pix2pix(config: Pix2PixConfig, data_root=None, device: str = "auto", s
             "d_loss": d_sum / n,
             "g_gan_loss": gan_sum / n,
             "g_l1_loss": l1_sum / n,
-            "g_l1_loss_weighted": l1_sum / n * config.lambda_l1 * weight_mean,
+            "g_l1_loss_weighted": l1w_sum / n,  # lambda x L1 x the weight where it multiplies the loss
             "g_loss": g_sum / n,
             "g_loss_weighted": gw_sum / n,
             "weight_mean": weight_mean,
