@@ -5,7 +5,7 @@ Networks", CVPR 2017) with a weight on the generator's loss. These are the two n
 reference implementation (junyanz/pytorch-CycleGAN-and-pix2pix, ``--model pix2pix`` defaults:
 ``--netG unet_256 --netD basic --norm batch``, dropout on), rewritten here, with the same layers in the
 same order, so that at the reference width (``ngf = ndf = 64``) the parameter counts are the
-reference's: 54,414,019 for the generator ("54.414 M") and 2,769,601 for the discriminator
+reference's: 54,413,955 for the generator ("54.414 M") and 2,768,705 for the discriminator
 ("2.769 M"). Smaller ``ngf``/``ndf`` serve the small profiles.
 
 Two details of the reference that we keep on purpose:
