@@ -142,3 +142,23 @@ def test_a_curvature_adaptive_weight_is_set_from_the_measurements(store):
     expected = [adaptive.target(r["gTg"], r["gTHg"], r["lr"]) for r in rows]
     assert [r["weight"] for r in rows[1:]] == pytest.approx(expected[:-1])
     assert rows[0]["weight"] == 2.0
+
+
+def test_loss_decay_means_the_same_under_bf16_autocast(store):
+    """Under autocast the weight multiplies the fp32 loss: for plain SGD, weighting the loss still equals
+    weighting the learning rate (up to bf16 rounding of the backward pass), and the record says bf16."""
+    sgd = (("lr", 0.05),)
+    cfg = _tiny(weight=S.linear_decay(2.0), optimizer_settings=sgd, precision="bf16")
+    assert cfg.describe()["precision"] == "bf16" and "precision" not in _tiny().describe()
+    on_loss = train_classifier(cfg, store=store, progress=False)
+    on_lr = train_classifier(cfg.with_(weight_place="lr"), store=store, progress=False)
+    fp32 = train_classifier(cfg.with_(precision="fp32"), store=store, progress=False)
+    for a, b, c in zip(on_loss["epochs"], on_lr["epochs"], fp32["epochs"]):
+        assert a["train_loss"] == pytest.approx(b["train_loss"], rel=2e-2)
+        assert a["train_loss"] == pytest.approx(c["train_loss"], rel=5e-2)
+        assert a["train_loss_weighted"] == pytest.approx(a["train_loss"] * a["weight_mean"], rel=0.15)
+    assert on_loss["epochs"][0]["train_loss"] != fp32["epochs"][0]["train_loss"]  # autocast really ran
+    with pytest.raises(ValueError, match="unknown precision 'fp16'; valid precisions: fp32, bf16"):
+        _tiny(precision="fp16").validate()
+    with pytest.raises(ValueError, match="compile must be True or False"):
+        _tiny(compile="yes").validate()

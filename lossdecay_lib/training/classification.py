@@ -63,10 +63,13 @@ class ClassificationConfig:
     augment: bool = True
     curvature_every: int = 0  # measure Eq. 2's terms every this many steps (0: never); see tracking.py
     sharpness_every: int = 0  # also the top Hessian eigenvalue at every k-th of those measurements
+    precision: str = "fp32"  # "bf16": forward under bf16 autocast; the loss and its weight stay fp32
+    compile: bool = False  # torch.compile the network for training (off: eager, the default)
     label: str = ""  # a reader's name for the run in figures; not part of the key
 
     #: Fields added after records existed; left out of the key at these defaults so old keys still hold.
-    _KEY_DEFAULTS = {"curvature_every": 0, "sharpness_every": 0}
+    _KEY_DEFAULTS = {"curvature_every": 0, "sharpness_every": 0, "precision": "fp32", "compile": False}
+    PRECISIONS = ("fp32", "bf16")
 
     def validate(self) -> None:
         """Every bad value is an error before any work starts; names list the valid choices."""
@@ -90,6 +93,10 @@ class ClassificationConfig:
                 raise ValueError(f"{name} must be a non-negative integer, got {value!r}")
         if not isinstance(self.seed, int) or self.seed < 0:
             raise ValueError(f"seed must be a non-negative integer, got {self.seed!r}")
+        if self.precision not in self.PRECISIONS:
+            raise ValueError(f"unknown precision {self.precision!r}; valid precisions: {', '.join(self.PRECISIONS)}")
+        if not isinstance(self.compile, bool):
+            raise ValueError(f"compile must be True or False, got {self.compile!r}")
         if getattr(self.weight, "adaptive", False) and not self.curvature_every:
             raise ValueError(f"{self.weight!r} sets the weight from measured curvature: it needs curvature_every > 0")
         if "lr" not in dict(self.optimizer_settings):
@@ -273,6 +280,10 @@ def train_classifier(config: ClassificationConfig, data_root=None, device: str =
     if tracker is not None:
         tracker.rows[:] = record.get("curvature", [])
         record["curvature"] = tracker.rows
+    # bf16 autocast (GPUs that support it; CPUs too) rounds the forward pass only: the loss, the weight
+    # that multiplies it, the gradients and the optimizer state stay fp32, so no GradScaler is needed.
+    autocast = torch.autocast(dev.type, dtype=torch.bfloat16, enabled=config.precision == "bf16")
+    forward = torch.compile(model) if config.compile else model
     bar = progress_bar(config.epochs * steps_per_epoch, f"{config.label or config.model}, seed {config.seed}",
                        progress)
     if bar is not None:
@@ -297,8 +308,9 @@ def train_classifier(config: ClassificationConfig, data_root=None, device: str =
             measure = tracker is not None and tracker.due(step)
             if measure:
                 tracker.before_step()
-            logits = model(x)
-            loss = F.cross_entropy(logits, y)
+            with autocast:
+                logits = forward(x)
+            loss = F.cross_entropy(logits.float(), y)  # fp32 loss: the weight scales the unrounded loss
             w, lr = controller.step(step, loss, after_backward=log_gradients)
             if measure:
                 row = tracker.after_step(step, epoch, w, lr)
