@@ -28,6 +28,17 @@
 # when the jump comes for each schedule, next to the learning-rate decay the authors' own script adds
 # (poly), with and without loss decay.
 
+# %% tags=["remove-cell"]
+# Colab, or anywhere the library is missing: install it quietly, pinned to the book's branch.
+import importlib.util
+import subprocess
+import sys
+
+if importlib.util.find_spec("lossdecay_lib") is None:
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q",
+                    "lossdecay_lib @ git+https://github.com/lossdecay/lossdecay@main"], check=True)
+    importlib.invalidate_caches()
+
 # %% tags=["parameters"]
 profile = "auto"  # smoke | cpu | gpu | paper | auto
 seed = 0  # first seed; the profile says how many seeds each setting runs
@@ -136,6 +147,29 @@ display(Markdown(markdown_table(
 # All these networks train only a little in this profile (compare the final accuracies above with the
 # 10% of chance), so these are statements about this scale only; the `gpu` profile runs the same
 # chapter on full CIFAR-10.
+#
+# The verdicts, stored for the book's Verdict chapter (a run "jumps late" when its largest one-epoch rise
+# comes in the last tenth of its epochs):
+
+# %%
+from lossdecay_lib.verdict import record_claim, verdict_from_count
+
+last_tenth = sizes.epochs - max(1, round(sizes.epochs / 10))  # a jump after this epoch is "late"
+for claim_id, claim, paper, names_ in (
+    ("fig2b-late-jump", "With loss decay 2 -> 0 at a fixed lr, test accuracy jumps in the last 10% of epochs",
+     "Fig. 2b: 'a very amazing boost at about the last 10 epochs' (of 100)", ["fixed lr, loss decay 2 -> 0"]),
+    ("fig3-late-jump-any-final-weight", "The late jump comes whatever the last weights (linear 3 -> 0, long tail)",
+     "Fig. 3: 'the model still improved rapidly in the last 10 epochs'",
+     ["fixed lr, loss decay 3 -> 0", "fixed lr, long tail 2 -> 0.1"]),
+):
+    recs = [r for n in names_ for r in groups[n]]
+    jumps = [jump_epoch(r)[0] for r in recs if r["status"] == "finished"]
+    late = sum(e > last_tenth for e in jumps)
+    m, s = mean_std(jumps)
+    record_claim("death_convergence", claim_id, claim, paper, records=recs,
+                 ours=f"{late} of {len(jumps)} runs jump after epoch {last_tenth} of {sizes.epochs}; largest rise "
+                      f"at epoch {m:.1f} ± {s:.1f} (mean ± std over runs)",
+                 verdict=verdict_from_count(late, len(jumps)) if jumps else "inconclusive")
 
 # %%
 wall = run.finish()

@@ -24,6 +24,17 @@
 #
 # Nothing here trains a network, so the profile only changes how finely the curves are sampled.
 
+# %% tags=["remove-cell"]
+# Colab, or anywhere the library is missing: install it quietly, pinned to the book's branch.
+import importlib.util
+import subprocess
+import sys
+
+if importlib.util.find_spec("lossdecay_lib") is None:
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q",
+                    "lossdecay_lib @ git+https://github.com/lossdecay/lossdecay@main"], check=True)
+    importlib.invalidate_caches()
+
 # %% tags=["parameters"]
 profile = "auto"  # smoke | cpu | gpu | paper | auto
 seed = 0  # seeds the random-weight schedules drawn below

@@ -92,22 +92,56 @@ def execute_chapter(root: Path, name: str, out_dir: Path, parameters: Dict) -> f
 
 
 def run_chapters(root: Path, out_dir: Path, parameters: Dict, only: Sequence[str] = ()) -> Dict[str, float]:
-    """Execute the chapters (all, or ``only``) and record their wall times in ``out_dir/timings.json``."""
+    """Execute the chapters (all, or ``only``); record their wall times in ``out_dir/timings.json`` and
+    in the profile's :func:`timings_path`."""
     chapters = list_chapters(root)
     unknown = [n for n in only if n not in chapters]
     if unknown:
         raise ValueError(f"unknown chapter(s) {', '.join(unknown)}; chapters: {', '.join(chapters)}")
     check_parameter_names(root, only or chapters, parameters)
+    from .profiles import get_profile
+
+    profile = get_profile(str(parameters.get("profile", "auto"))).name  # "auto" becomes cpu or gpu
     timings = {}
     for name in only or chapters:
         print(f"executing {name} with {parameters} ...", flush=True)
         timings[name] = round(execute_chapter(root, name, out_dir, parameters), 1)
         print(f"  {name}: {timings[name]} s", flush=True)
-    log = out_dir / "timings.json"
-    old = json.loads(log.read_text()) if log.is_file() else {}
-    old.update({n: {"seconds": s, "parameters": parameters} for n, s in timings.items()})
-    log.write_text(json.dumps(old, indent=1, sort_keys=True))
+        # merged as soon as the chapter is done, so a later chapter ("Reproducing this book") shows it
+        entry = {"seconds": timings[name], "parameters": parameters, "profile": profile,
+                 "date": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())}
+        _merge_timing(out_dir / "timings.json", name, entry)
+        _merge_timing(timings_path(profile), name, entry)
     return timings
+
+
+def timings_path(profile: str, store_root: Optional[Path] = None) -> Path:
+    """Where the measured chapter times of a profile are kept: ``<record store>/timings/<profile>.json``.
+
+    The record store is :meth:`lossdecay_lib.runs.RunStore.default` (``records/``, or
+    ``$LOSSDECAY_RECORDS``), so the cpu profile's times are committed beside its records and ``make test``
+    keeps the smoke times under ``_build/``.
+    """
+    if store_root is None:
+        from .runs import RunStore
+
+        store_root = RunStore.default().root
+    return Path(store_root) / "timings" / f"{profile}.json"
+
+
+def load_timings(profile: str, store_root: Optional[Path] = None) -> Dict[str, Dict]:
+    """The measured times of a profile's chapters: ``{chapter: {"seconds", "date", "parameters", ...}}``."""
+    path = timings_path(profile, store_root)
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def _merge_timing(path: Path, name: str, entry: Dict) -> None:
+    from .atomic import write_atomically
+
+    old = json.loads(path.read_text()) if path.is_file() else {}
+    old[name] = entry
+    text = json.dumps(old, indent=1, sort_keys=True)
+    write_atomically(path, lambda tmp: tmp.write_text(text))
 
 
 def chapter_parameters(root: Path, name: str) -> Dict[str, str]:

@@ -22,7 +22,7 @@ from .records import read_json, write_json_atomic
 from .runs import RunStore, compare, markdown_table, mean_std
 
 __all__ = ["VERDICTS", "CLAIMS_DIR", "claims_dir", "claim_path", "record_claim", "load_claims", "verdict_table",
-           "runs_provenance", "verdict_from_count"]
+           "runs_provenance", "verdict_from_count", "chapter_titles"]
 
 VERDICTS = ("supported", "not supported", "inconclusive")
 CLAIMS_DIR = "claims"
@@ -49,12 +49,21 @@ def claim_path(chapter: str, claim_id: str, profile: str, store: Optional[RunSto
     return claims_dir(store) / ("--".join(names) + ".json")
 
 
+def chapter_titles(root: Path) -> Dict[str, str]:
+    """The title (first Markdown heading) of each chapter in ``root/book``, by chapter name."""
+    titles = {}
+    for p in sorted(Path(root, "book").glob("*.py")):
+        heading = re.search(r"^# # (.+)$", p.read_text(), re.M)
+        titles[p.stem] = heading.group(1).strip() if heading else p.stem
+    return titles
+
+
 def verdict_from_count(agree: int, total: int) -> str:
     """The verdict when ``agree`` of ``total`` runs (or settings) show what a claim predicts: all of them
-    "supported", none "not supported", some "inconclusive"."""
+    "supported", fewer than half "not supported", otherwise "inconclusive"."""
     if not (isinstance(agree, int) and isinstance(total, int) and 0 <= agree <= total and total > 0):
         raise ValueError(f"need 0 <= agree <= total and total > 0, got agree={agree!r}, total={total!r}")
-    return "supported" if agree == total else "not supported" if agree == 0 else "inconclusive"
+    return "supported" if agree == total else "not supported" if 2 * agree < total else "inconclusive"
 
 
 def _seed(record: Dict):
@@ -80,6 +89,7 @@ def runs_provenance(records: Sequence[Dict]) -> Dict:
         "devices": sorted({r["provenance"].get("device_name", "?") for r in records}),
         "dates": [dates[0], dates[-1]],
         "wall_seconds": float(sum(r.get("wall_seconds", 0.0) or 0.0 for r in records)),
+        "run_seconds": {str(r.get("key", i)): float(r.get("wall_seconds", 0.0) or 0.0) for i, r in enumerate(records)},
         "finished": sum(r["status"] == "finished" for r in records),
         "diverged": [{"label": r.get("label"), "seed": _seed(r)} for r in records if r["status"] == "diverged"],
         "negative_weights": [{"label": r.get("label"), "seed": _seed(r)} for r in records
@@ -112,10 +122,10 @@ def _ours_text(cmp: Dict, base: Dict, treat: Dict, scale: float, unit: str) -> s
     diff = cmp["diff"] * scale
     se = cmp["se"] * scale
     head = f"{diff:+.1f} ± {_fmt(se)} {unit}" if not math.isnan(diff) else f"n/a {unit}"
-    n = f"{base['n']} seeds each" if base["n"] == treat["n"] else f"{treat['n']} vs {base['n']} seeds"
+    n = (f"{base['n']} seed{'s' if base['n'] != 1 else ''} each" if base["n"] == treat["n"]
+         else f"{treat['n']} vs {base['n']} seeds")
     text = (f"{head} (treatment {_fmt(treat['mean'])} ± {_fmt(treat['std'])} vs baseline "
-            f"{_fmt(base['mean'])} ± {_fmt(base['std'])}; {n}; ± is the standard error of the difference, "
-            f"then the std over seeds)")
+            f"{_fmt(base['mean'])} ± {_fmt(base['std'])}; {n})")
     notes = []
     for name, side in (("treatment", treat), ("baseline", base)):
         if side["diverged"]:
@@ -204,7 +214,7 @@ def record_claim(chapter: str, claim_id: str, claim: str, paper: str, *, baselin
                          "run= (the chapter's ChapterRun)")
     else:
         prov = {"profile": run.profile.name, "runs": 0, "seeds": [run.seed], "devices": [run.info["device_name"]],
-                "dates": [run.info["date"]] * 2, "wall_seconds": 0.0, "finished": 0, "diverged": [],
+                "dates": [run.info["date"]] * 2, "wall_seconds": 0.0, "run_seconds": {}, "finished": 0, "diverged": [],
                 "negative_weights": [], "other_status": []}
     entry = {
         "chapter": chapter, "claim_id": claim_id, "claim": claim.strip(), "paper": paper.strip(),
@@ -242,11 +252,11 @@ def _provenance_text(prov: Dict) -> str:
             f"{prov['wall_seconds'] / 60:.0f} min, {prov['dates'][-1][:10]}")
 
 
-def verdict_table(claims: Iterable[Dict], link=lambda chapter: f"{chapter}.ipynb",
+def verdict_table(claims: Iterable[Dict], link=lambda chapter: chapter,
                   title=lambda chapter: chapter.replace("_", " ")) -> str:
     """A Markdown table of claims: chapter (linked), claim, paper, ours (with provenance), verdict."""
     rows = []
     for c in claims:
         rows.append([f"[{_cell(title(c['chapter']))}]({link(c['chapter'])})", _cell(c["claim"]), _cell(c["paper"]),
-                     _cell(f"{c['ours']} [{_provenance_text(c['provenance'])}]"), f"**{c['verdict']}**"])
+                     _cell(f"{c['ours']}; *{_provenance_text(c['provenance'])}*"), f"**{c['verdict']}**"])
     return markdown_table(["chapter", "claim", "paper", "ours", "verdict"], rows)

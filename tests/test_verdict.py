@@ -4,7 +4,8 @@ import pytest
 
 from lossdecay_lib.runs import RunStore
 from lossdecay_lib.records import start_chapter
-from lossdecay_lib.verdict import claim_path, load_claims, record_claim, verdict_from_count, verdict_table
+from lossdecay_lib.verdict import (chapter_titles, claim_path, load_claims, record_claim, verdict_from_count,
+                                   verdict_table)
 
 
 def rec(label, seed, acc, status="finished", profile="cpu", negative=False, wall=10.0):
@@ -40,7 +41,7 @@ def test_comparison_maps_to_the_books_verdicts(store, treatment, verdict):
 
 def test_ours_text_states_difference_both_sides_and_seeds(store):
     c = record_claim("ch", "gain", "decay helps", "+1.0", baseline=BASE, treatment=BETTER, store=store)
-    assert c["ours"].startswith("+5.0 ± 0.8 points (treatment 46.0 ± 1.0 vs baseline 41.0 ± 1.0; 3 seeds each")
+    assert c["ours"] == "+5.0 ± 0.8 points (treatment 46.0 ± 1.0 vs baseline 41.0 ± 1.0; 3 seeds each)"
     assert c["comparison"]["diff"] == pytest.approx(5.0)
     assert c["comparison"]["baseline"]["n"] == 3
 
@@ -86,7 +87,9 @@ def test_a_claim_of_difference_counts_either_sign(store):
 
 
 def test_verdict_from_count():
-    assert [verdict_from_count(k, 3) for k in (3, 0, 1)] == ["supported", "not supported", "inconclusive"]
+    assert [verdict_from_count(k, 3) for k in (3, 0, 1, 2)] == ["supported", "not supported", "not supported",
+                                                                 "inconclusive"]
+    assert verdict_from_count(2, 4) == "inconclusive" and verdict_from_count(1, 1) == "supported"
     for bad in ((1, 0), (4, 3), (-1, 3), (1.0, 3)):
         with pytest.raises(ValueError):
             verdict_from_count(*bad)
@@ -131,7 +134,7 @@ def test_load_claims_by_profile_and_table(store):
     table = verdict_table(claims)
     lines = table.splitlines()
     assert len(lines) == 4 and lines[0].startswith("| chapter | claim | paper | ours | verdict |")
-    assert "[a ch](a_ch.ipynb)" in lines[2] and "**inconclusive**" in lines[2]
+    assert "[a ch](a_ch)" in lines[2] and "**inconclusive**" in lines[2]
     assert "+1 \\| more" in lines[3] and "cpu profile, 6 runs, seeds 0-2, CPU (test)" in lines[3]
     # rewriting a claim replaces it
     record_claim("a_ch", "jump", "a jump", "epoch 70", ours="none", verdict="not supported", records=BASE,
@@ -144,3 +147,15 @@ def test_default_store_follows_the_environment(tmp_path, monkeypatch):
     record_claim("ch", "id", "c", "p", ours="o", verdict="supported", records=BASE)
     assert (tmp_path / "env-records" / "claims" / "ch--id--cpu.json").is_file()
     assert len(load_claims("cpu")) == 1
+
+
+def test_provenance_keeps_each_runs_time_by_key(store):
+    c = record_claim("ch", "gain", "decay helps", "+1", baseline=BASE, treatment=BETTER, store=store)
+    assert c["provenance"]["run_seconds"] == {f"{r['label']}-{r['config']['seed']}": 10.0 for r in BASE + BETTER}
+
+
+def test_chapter_titles(tmp_path):
+    (tmp_path / "book").mkdir()
+    (tmp_path / "book" / "a.py").write_text("# ---\n# %% [markdown]\n# # Deep plain networks (Fig. 1)\n#\n# ## x\n")
+    (tmp_path / "book" / "b.py").write_text("x = 1\n")
+    assert chapter_titles(tmp_path) == {"a": "Deep plain networks (Fig. 1)", "b": "b"}

@@ -1,0 +1,209 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # Reproducing this book
+#
+# Everything on these pages was computed by the chapters themselves, executed with papermill; this page
+# says what they need, how big each profile is, how long each chapter took when it was measured, and how
+# to rerun one of them at another scale, with another seed, or on your own copy of the data. Its tables
+# are read from the checkout (`requirements.txt`, `lossdecay_lib.profiles`, the record store), not typed.
+
+# %% tags=["remove-cell"]
+# Colab, or anywhere the library is missing: install it quietly, pinned to the book's branch.
+import importlib.util
+import subprocess
+import sys
+
+if importlib.util.find_spec("lossdecay_lib") is None:
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q",
+                    "lossdecay_lib @ git+https://github.com/lossdecay/lossdecay@main"], check=True)
+    importlib.invalidate_caches()
+
+# %% tags=["parameters"]
+profile = "auto"  # smoke | cpu | gpu | paper | auto
+seed = 0  # unused here; every chapter takes it
+data_root = None  # unused here; every chapter takes it
+force = False  # unused here: this page trains nothing
+
+# %%
+from dataclasses import asdict, fields
+from importlib import metadata
+
+from IPython.display import Markdown, display
+
+from lossdecay_lib.chapters import list_chapters, load_timings, repo_root, timings_path
+from lossdecay_lib.plots import plot_chapter_times
+from lossdecay_lib.profiles import PROFILES, Profile
+from lossdecay_lib.records import start_chapter
+from lossdecay_lib.runs import RunStore, markdown_table
+from lossdecay_lib.verdict import chapter_titles, load_claims
+
+run = start_chapter(profile=profile, seed=seed)
+root = repo_root()
+chapters = list_chapters(root)
+titles = chapter_titles(root)
+
+# %% [markdown]
+# ## The environment
+#
+# `make book` and `make test` create `.venv/` and install these pinned packages (`requirements.txt`;
+# `environment.yml` has the same pins for conda), then the library itself in editable mode. The right
+# column is what the kernel that executed this page has.
+
+# %%
+rows = []
+for line in (root / "requirements.txt").read_text().splitlines():
+    line = line.split("#", 1)[0].strip()
+    if line:
+        name, _, pinned = line.partition("==")
+        try:
+            here = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            here = "not installed"
+        rows.append([f"`{name}`", pinned or "any", here])
+display(Markdown(markdown_table(["package", "pinned", "installed here"], rows)))
+print(f"Python {sys.version.split()[0]}; lossdecay_lib {metadata.version('lossdecay_lib')}")
+
+# %% [markdown]
+# The library alone (`pyproject.toml`) accepts any torch from 2.4 on, e.g. Colab's; each chapter's first
+# (hidden) cell installs it from the book's repository when it is missing, so a chapter opened in Colab
+# (rocket button at the top of the page, then "Colab") runs as it is. With internet, CIFAR-10 comes
+# through torchvision's download the first time a chapter needs it.
+#
+# ## The profiles
+#
+# One parameter, `profile`, sets the size of every experiment (`lossdecay_lib/profiles.py`, the only
+# place sizes live). Each row is one chapter's section of the profile; `None` means the whole dataset.
+
+# %%
+def sizes(section) -> str:
+    return ", ".join(f"{k}={v}" for k, v in asdict(section).items())
+
+
+names = list(PROFILES)
+rows = [["what it is for", *(PROFILES[n].description for n in names)],
+        ["seeds per setting", *(PROFILES[n].seeds for n in names)]]
+for f in fields(Profile):
+    value = getattr(PROFILES[names[0]], f.name)
+    if hasattr(value, "__dataclass_fields__"):
+        rows.append([f"`{f.name}`", *(sizes(getattr(PROFILES[n], f.name)) for n in names)])
+display(Markdown(markdown_table(["", *(f"`{n}`" for n in names)], rows)))
+
+# %% [markdown]
+# ## How long each chapter takes
+#
+# The chapter runner (`python -m lossdecay_lib.chapters run`, which `make book` and `make test` call)
+# measures each chapter's wall time and keeps it per profile in the record store
+# (`records/timings/<profile>.json`, committed for the `cpu` profile). A chapter whose runs are already
+# recorded loads them instead of training, so its time is then the time to *render* it; the second
+# table gives the training time of the runs behind each chapter's claims, which is what a fresh
+# machine spends.
+
+# %%
+timings = {n: load_timings(n) for n in names}
+rows = []
+for ch in chapters:
+    cells = []
+    for n in names:
+        t = timings[n].get(ch)
+        cells.append(f"{t['seconds']:.0f} s ({t['date'][:10]})" if t else "not measured")
+    rows.append([f"[{titles.get(ch, ch)}]({ch})", *cells])
+display(Markdown(markdown_table(["chapter", *(f"`{n}`" for n in names)], rows)))
+for n in names:
+    have = [ch for ch in chapters if ch in timings[n]]
+    missing = [ch for ch in chapters if ch not in timings[n]]
+    print(f"{n}: {len(have)} of {len(chapters)} chapters measured"
+          + (f"; missing: {', '.join(missing)}" if missing else "") + f"  ({timings_path(n)})")
+
+# %%
+fig = plot_chapter_times({n: {ch: t["seconds"] for ch, t in timings[n].items()} for n in names}, chapters,
+                         title="Measured execution time per chapter, by profile")
+
+# %% [markdown]
+# Training time behind the stored claims of each chapter, by profile (each run counted once, from
+# its record's wall time), and on which device it was measured:
+
+# %%
+rows = []
+for n in names:
+    runs, devices = {}, {}
+    for c in load_claims(n):
+        runs.setdefault(c["chapter"], {}).update(c["provenance"].get("run_seconds", {}))
+        devices.setdefault(c["chapter"], set()).update(c["provenance"]["devices"])
+    for ch in chapters:
+        if ch in runs:
+            rows.append([f"`{n}`", f"[{titles.get(ch, ch)}]({ch})", len(runs[ch]),
+                         f"{sum(runs[ch].values()) / 60:.1f}", ", ".join(sorted(devices[ch]))])
+display(Markdown(markdown_table(["profile", "chapter", "training runs", "training minutes", "device"], rows)
+                 if rows else "No claims are stored yet in this record store."))
+
+# %% [markdown]
+# ## Rerunning a chapter
+#
+# Every chapter has a cell tagged `parameters`: `profile`, `seed` (the first seed; a profile runs
+# `seeds` of them from there), `data_root` and `force`. Execute one with papermill, writing outside
+# `book/` (papermill must never write over a paired notebook), for instance:
+
+# %%
+example = "deep_plain_networks" if "deep_plain_networks" in chapters else chapters[-1]
+print(f"papermill book/{example}.ipynb _build/{example}-gpu.ipynb -p profile gpu -p seed 3")
+print(f"python -m lossdecay_lib.chapters run --only {example} --profile gpu --seed 3 --out _build/executed")
+print("make book PROFILE=gpu        # every chapter, then the HTML book in _build/html")
+
+# %% [markdown]
+# **Records.** Every training run writes a JSON record keyed by its configuration (the hash of
+# everything that defines it): per-epoch metrics, the weight and learning rate in force, wall time and
+# provenance (profile, seed, device, versions, date). A chapter executed again loads its finished
+# records instead of training. To retrain, pass `-p force True`. The record store is `records/` in the
+# checkout, or the folder named by `$LOSSDECAY_RECORDS` (`make test` points it under `_build/`, so tests
+# never touch the committed records). Claims for the Verdict chapter are kept beside the records, in
+# `claims/`, and chapter times in `timings/`:
+
+# %%
+store = RunStore.default()
+profiles_found = {}
+for record in store:
+    p = record["provenance"]["profile"]
+    profiles_found[p] = profiles_found.get(p, 0) + 1
+print(f"record store: {store.root}")
+print("run records by profile: " + (", ".join(f"{p}: {k}" for p, k in sorted(profiles_found.items())) or "none"))
+
+# %% [markdown]
+# **Data.** Every dataset is found by one rule: the chapter's `data_root` parameter, else the
+# `LOSSDECAY_DATA` environment variable, else the user cache (`$XDG_CACHE_HOME/lossdecay` or
+# `~/.cache/lossdecay`). A data root may hold the extracted folders (`cifar-10-batches-py/` or
+# `cifar10-jpeg/`, `CamVid/`, `VOCdevkit/VOC2012/`, `facades/`) or the project's archives, which are
+# checked against their sha256 and extracted once into a writable cache. To use your own copy:
+#
+# ```bash
+# export LOSSDECAY_DATA=/path/to/datasets
+# papermill book/deep_plain_networks.ipynb _build/out.ipynb -p profile cpu
+# # or, for one chapter only:
+# papermill book/deep_plain_networks.ipynb _build/out.ipynb -p data_root /path/to/datasets
+# ```
+#
+# A missing dataset is an error that lists every place searched and how to provide it.
+
+# %% [markdown]
+# ## What we learned
+#
+# The book is reproducible at four scales from one parameter; the `cpu` profile's records are
+# committed, so rendering it needs no training, and the times above say what a fresh run of each
+# profile costs where it has been measured. Profiles with "not measured" have not been executed on the
+# machine whose records this checkout holds.
+
+# %%
+wall = run.finish()

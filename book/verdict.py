@@ -1,0 +1,129 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # Verdict
+#
+# Every chapter that tests a claim of the paper stores its verdict when it is executed
+# (`lossdecay_lib.verdict.record_claim`): the claim, the paper's own number or words, our result with
+# its spread over seeds, and the provenance of the runs behind it. This page gathers the stored claims
+# of the profile in its header; nothing in its tables is typed in. It is the last chapter of the book,
+# so when the book is executed it sees the claims of every chapter executed before it.
+#
+# How the verdicts are reached: a claim that one setting beats another is **supported** when the
+# difference of the mean final-epoch metric exceeds two standard errors (over seeds) in the paper's
+# direction, **not supported** when it exceeds two standard errors the other way, and **inconclusive**
+# otherwise, or with fewer than two seeds (a claim of a *difference*, either way, is supported beyond two
+# standard errors of either sign). A claim about *when* or *whether* something happens is supported
+# when every run shows it, not supported when fewer than half do, and inconclusive in between; its row
+# says what was counted. In the "ours" column a difference comes with its standard error ("+1.2 ± 0.8
+# points"), each side of it as mean ± standard deviation over seeds, then the profile, runs, seeds,
+# device, training time and date of the records behind it.
+
+# %% tags=["remove-cell"]
+# Colab, or anywhere the library is missing: install it quietly, pinned to the book's branch.
+import importlib.util
+import subprocess
+import sys
+
+if importlib.util.find_spec("lossdecay_lib") is None:
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q",
+                    "lossdecay_lib @ git+https://github.com/lossdecay/lossdecay@main"], check=True)
+    importlib.invalidate_caches()
+
+# %% tags=["parameters"]
+profile = "auto"  # smoke | cpu | gpu | paper | auto: whose stored claims to show
+seed = 0  # unused here (the claims carry the seeds of their runs); every chapter takes it
+data_root = None  # unused here; every chapter takes it
+force = False  # unused here: this page trains nothing, it reads the stored claims
+
+# %%
+from collections import Counter
+
+from IPython.display import Markdown, display
+
+from lossdecay_lib.chapters import list_chapters, repo_root
+from lossdecay_lib.plots import plot_claim_differences
+from lossdecay_lib.records import start_chapter
+from lossdecay_lib.runs import RunStore, markdown_table
+from lossdecay_lib.verdict import chapter_titles, claims_dir, load_claims, verdict_table
+
+run = start_chapter(profile=profile, seed=seed)
+claims = load_claims(run.profile.name)
+print(f"{len(claims)} claims of the '{run.profile.name}' profile stored in {claims_dir()}")
+
+# %% [markdown]
+# ## All claims
+
+# %%
+try:  # in a checkout: chapter titles, and which chapters test claims (their source calls record_claim)
+    root = repo_root()
+    chapters = [n for n in list_chapters(root) if n != "verdict"]
+    testing = [n for n in chapters if "record_claim(" in (root / "book" / f"{n}.py").read_text()]
+    titles = chapter_titles(root)
+except FileNotFoundError:  # e.g. Colab without a checkout: only the claims stored in this session
+    testing, titles = [], {}
+display(Markdown(verdict_table(claims, title=lambda ch: titles.get(ch, ch))))
+
+# %% [markdown]
+# The same comparisons as a picture: each dot is the difference between the two settings a claim
+# compares (the paper's setting minus its baseline), with two standard errors either side; a claim
+# holds where the whole bar lies right of zero.
+
+# %%
+fig = plot_claim_differences(claims, title=f"Claims tested by a comparison ({run.profile.name} profile)")
+
+# %% [markdown]
+# ## By chapter
+#
+# How many claims each chapter tested, and how they came out. A chapter that tests claims but has none
+# stored for this profile has not been executed in this profile (in this record store) yet.
+
+# %%
+by_chapter = {}
+for c in claims:
+    by_chapter.setdefault(c["chapter"], Counter())[c["verdict"]] += 1
+order = testing + sorted(set(by_chapter) - set(testing))
+rows = []
+for name in order:
+    counts = by_chapter.get(name)
+    runs = {k for c in claims if c["chapter"] == name for k in c["provenance"].get("run_seconds", {})}
+    rows.append([f"[{titles.get(name, name)}]({name})",
+                 "not executed in this profile" if counts is None else sum(counts.values()),
+                 *(("-",) * 3 if counts is None else (counts["supported"], counts["not supported"],
+                                                       counts["inconclusive"])),
+                 len(runs) if counts else "-"])
+total = Counter(c["verdict"] for c in claims)
+rows.append(["**all chapters**", len(claims), total["supported"], total["not supported"], total["inconclusive"],
+             len({k for c in claims for k in c["provenance"].get("run_seconds", {})})])
+display(Markdown(markdown_table(["chapter", "claims", "supported", "not supported", "inconclusive",
+                                 "training runs behind them"], rows)))
+missing = [n for n in testing if n not in by_chapter]
+print(f"chapters not executed in the '{run.profile.name}' profile: {', '.join(missing) if missing else 'none'}")
+print(f"record store: {RunStore.default().root}")
+
+# %% [markdown]
+# ## What we learned
+#
+# The counts above are the book's answer at the scale of the profile in this page's header; the rows
+# of the first table say, claim by claim, what was measured and how often. At the `cpu` profile, on
+# which the rendered book was executed, the networks are small and train on a tenth of CIFAR-10 for
+# tens of epochs, so a claim that is "inconclusive" here may still be settled by the `gpu` or `paper`
+# profile: rerun the chapters with `-p profile gpu` and then this page, which will show their claims.
+# What this scale can settle, it settles: none of the comparisons above favours loss decay beyond
+# the noise between seeds unless the table says "supported".
+
+# %%
+wall = run.finish()
