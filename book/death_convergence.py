@@ -54,7 +54,7 @@ from lossdecay_lib.records import start_chapter
 from lossdecay_lib.runs import group_by_label, jump_epoch, markdown_table, mean_std, summarize
 from lossdecay_lib.training import ClassificationConfig, train_seeds
 
-run = start_chapter(profile=profile, seed=seed)
+run = start_chapter(profile=profile, seed=seed, data_root=data_root, force=force)
 sizes = run.profile.classification
 seeds = run.seeds
 depth = sizes.depths[0]

@@ -51,7 +51,7 @@ from lossdecay_lib.models import PlainNet
 from lossdecay_lib.plots import plot_adam_multiplier, plot_identity_gaps
 from lossdecay_lib.records import start_chapter
 
-run = start_chapter(profile=profile, seed=seed)
+run = start_chapter(profile=profile, seed=seed, data_root=data_root)
 sizes = run.profile.equivalence
 print(sizes)
 

@@ -65,7 +65,7 @@ from lossdecay_lib.records import start_chapter
 from lossdecay_lib.runs import compare, group_by_label, jump_epoch, markdown_table, mean_std, summarize
 from lossdecay_lib.training import AUTHORS_SGD, ClassificationConfig, train_seeds
 
-run = start_chapter(profile=profile, seed=seed)
+run = start_chapter(profile=profile, seed=seed, data_root=data_root, force=force)
 c = run.profile.curvature
 seeds = run.seeds
 print(c)
