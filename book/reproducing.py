@@ -55,6 +55,7 @@ run = start_chapter(profile=profile, seed=seed)
 root = repo_root()
 chapters = list_chapters(root)
 titles = chapter_titles(root)
+shown = lambda path: path.relative_to(root) if path.is_relative_to(root) else path  # noqa: E731
 
 # %% [markdown]
 # ## The environment
@@ -63,7 +64,7 @@ titles = chapter_titles(root)
 # `environment.yml` has the same pins for conda), then the library itself in editable mode. The right
 # column is what the kernel that executed this page has.
 
-# %%
+# %% tags=["hide-input"]
 rows = []
 for line in (root / "requirements.txt").read_text().splitlines():
     line = line.split("#", 1)[0].strip()
@@ -88,19 +89,16 @@ print(f"Python {sys.version.split()[0]}; lossdecay_lib {metadata.version('lossde
 # One parameter, `profile`, sets the size of every experiment (`lossdecay_lib/profiles.py`, the only
 # place sizes live). Each row is one chapter's section of the profile; `None` means the whole dataset.
 
-# %%
-def sizes(section) -> str:
-    return ", ".join(f"{k}={v}" for k, v in asdict(section).items())
-
-
+# %% tags=["hide-input"]
 names = list(PROFILES)
-rows = [["what it is for", *(PROFILES[n].description for n in names)],
-        ["seeds per setting", *(PROFILES[n].seeds for n in names)]]
+display(Markdown(markdown_table(["profile", "what it is for", "seeds per setting"],
+                                [[f"`{n}`", PROFILES[n].description, PROFILES[n].seeds] for n in names])))
 for f in fields(Profile):
-    value = getattr(PROFILES[names[0]], f.name)
-    if hasattr(value, "__dataclass_fields__"):
-        rows.append([f"`{f.name}`", *(sizes(getattr(PROFILES[n], f.name)) for n in names)])
-display(Markdown(markdown_table(["", *(f"`{n}`" for n in names)], rows)))
+    if hasattr(getattr(PROFILES[names[0]], f.name), "__dataclass_fields__"):  # one section of sizes
+        section = {n: asdict(getattr(PROFILES[n], f.name)) for n in names}
+        keys = list(section[names[0]])
+        display(Markdown(f"**`{f.name}`**\n\n" + markdown_table(
+            ["profile", *(k.replace("_", " ") for k in keys)], [[f"`{n}`", *section[n].values()] for n in names])))
 
 # %% [markdown]
 # ## How long each chapter takes
@@ -112,31 +110,32 @@ display(Markdown(markdown_table(["", *(f"`{n}`" for n in names)], rows)))
 # table gives the training time of the runs behind each chapter's claims, which is what a fresh
 # machine spends.
 
-# %%
+# %% tags=["hide-input"]
 timings = {n: load_timings(n) for n in names}
-rows = []
-for ch in chapters:
-    cells = []
-    for n in names:
-        t = timings[n].get(ch)
-        cells.append(f"{t['seconds']:.0f} s ({t['date'][:10]})" if t else "not measured")
-    rows.append([f"[{titles.get(ch, ch)}]({ch})", *cells])
-display(Markdown(markdown_table(["chapter", *(f"`{n}`" for n in names)], rows)))
-for n in names:
-    have = [ch for ch in chapters if ch in timings[n]]
+measured = [n for n in names if timings[n]]
+rows = [[f"[{titles.get(ch, ch)}]({ch})",
+         *(f"{timings[n][ch]['seconds']:.0f}" if ch in timings[n] else "-" for n in measured)] for ch in chapters]
+display(Markdown(markdown_table(["chapter", *(f"`{n}` (s)" for n in measured)], rows) if measured
+                 else "No chapter times are kept in this record store yet."))
+for n in measured:
     missing = [ch for ch in chapters if ch not in timings[n]]
-    print(f"{n}: {len(have)} of {len(chapters)} chapters measured"
-          + (f"; missing: {', '.join(missing)}" if missing else "") + f"  ({timings_path(n)})")
+    dates = sorted(t["date"][:10] for t in timings[n].values())
+    print(f"{n}: {len(chapters) - len(missing)} of {len(chapters)} chapters measured, {dates[0]} to {dates[-1]}"
+          + (f"; not measured:\n  {', '.join(missing)}" if missing else ""))
+print(f"no times kept for: {', '.join(n for n in names if n not in measured) or 'none'}\n"
+      f"(times are kept in {shown(timings_path(run.profile.name).parent.resolve())})")
 
 # %%
 fig = plot_chapter_times({n: {ch: t["seconds"] for ch, t in timings[n].items()} for n in names}, chapters,
                          title="Measured execution time per chapter, by profile")
 
 # %% [markdown]
-# Training time behind the stored claims of each chapter, by profile (each run counted once, from
-# its record's wall time), and on which device it was measured:
+# Training time of the runs behind each chapter's stored claims, by profile (each run counted once,
+# from its record's wall time), and the device it was measured on. A chapter may train more runs than
+# its claims use (settings shown for context); chapters without training runs (the float64 checks of
+# the equivalence chapter) are not listed, their cost is their execution time above.
 
-# %%
+# %% tags=["hide-input"]
 rows = []
 for n in names:
     runs, devices = {}, {}
@@ -144,7 +143,7 @@ for n in names:
         runs.setdefault(c["chapter"], {}).update(c["provenance"].get("run_seconds", {}))
         devices.setdefault(c["chapter"], set()).update(c["provenance"]["devices"])
     for ch in chapters:
-        if ch in runs:
+        if runs.get(ch):  # chapters whose claims rest on training runs
             rows.append([f"`{n}`", f"[{titles.get(ch, ch)}]({ch})", len(runs[ch]),
                          f"{sum(runs[ch].values()) / 60:.1f}", ", ".join(sorted(devices[ch]))])
 display(Markdown(markdown_table(["profile", "chapter", "training runs", "training minutes", "device"], rows)
@@ -172,13 +171,13 @@ print("make book PROFILE=gpu        # every chapter, then the HTML book in _buil
 # never touch the committed records). Claims for the Verdict chapter are kept beside the records, in
 # `claims/`, and chapter times in `timings/`:
 
-# %%
+# %% tags=["hide-input"]
 store = RunStore.default()
 profiles_found = {}
 for record in store:
     p = record["provenance"]["profile"]
     profiles_found[p] = profiles_found.get(p, 0) + 1
-print(f"record store: {store.root}")
+print(f"record store: {shown(store.root.resolve())}")
 print("run records by profile: " + (", ".join(f"{p}: {k}" for p, k in sorted(profiles_found.items())) or "none"))
 
 # %% [markdown]

@@ -57,25 +57,30 @@ from IPython.display import Markdown, display
 from lossdecay_lib.chapters import list_chapters, repo_root
 from lossdecay_lib.plots import plot_claim_differences
 from lossdecay_lib.records import start_chapter
-from lossdecay_lib.runs import RunStore, markdown_table
+from lossdecay_lib.runs import markdown_table
 from lossdecay_lib.verdict import chapter_titles, claims_dir, load_claims, verdict_table
 
 run = start_chapter(profile=profile, seed=seed)
 claims = load_claims(run.profile.name)
-print(f"{len(claims)} claims of the '{run.profile.name}' profile stored in {claims_dir()}")
+print(f"{len(claims)} claims of the '{run.profile.name}' profile stored")
 
 # %% [markdown]
 # ## All claims
 
-# %%
+# %% tags=["hide-input"]
 try:  # in a checkout: chapter titles, and which chapters test claims (their source calls record_claim)
     root = repo_root()
     chapters = [n for n in list_chapters(root) if n != "verdict"]
     testing = [n for n in chapters if "record_claim(" in (root / "book" / f"{n}.py").read_text()]
     titles = chapter_titles(root)
 except FileNotFoundError:  # e.g. Colab without a checkout: only the claims stored in this session
-    testing, titles = [], {}
-display(Markdown(verdict_table(claims, title=lambda ch: titles.get(ch, ch))))
+    chapters, testing, titles = [], [], {}
+claims.sort(key=lambda c: chapters.index(c["chapter"]) if c["chapter"] in chapters else len(chapters))  # book order
+display(Markdown(verdict_table(claims, title=lambda ch: titles.get(ch, ch).split(" (")[0])))
+devices = sorted({d for c in claims for d in c["provenance"]["devices"]})
+dates = sorted(d for c in claims for d in c["provenance"]["dates"])
+if claims:
+    print(f"devices: {'; '.join(devices)}\nruns and checks dated {dates[0][:10]} to {dates[-1][:10]}")
 
 # %% [markdown]
 # The same comparisons as a picture: each dot is the difference between the two settings a claim
@@ -91,39 +96,40 @@ fig = plot_claim_differences(claims, title=f"Claims tested by a comparison ({run
 # How many claims each chapter tested, and how they came out. A chapter that tests claims but has none
 # stored for this profile has not been executed in this profile (in this record store) yet.
 
-# %%
-by_chapter = {}
-for c in claims:
-    by_chapter.setdefault(c["chapter"], Counter())[c["verdict"]] += 1
-order = testing + sorted(set(by_chapter) - set(testing))
+# %% tags=["hide-input"]
+short = lambda name: titles.get(name, name).split(" (")[0]  # noqa: E731
+names = testing + sorted({c["chapter"] for c in claims} - set(testing))
 rows = []
-for name in order:
-    counts = by_chapter.get(name)
-    runs = {k for c in claims if c["chapter"] == name for k in c["provenance"].get("run_seconds", {})}
-    rows.append([f"[{titles.get(name, name)}]({name})",
-                 "not executed in this profile" if counts is None else sum(counts.values()),
-                 *(("-",) * 3 if counts is None else (counts["supported"], counts["not supported"],
-                                                       counts["inconclusive"])),
-                 len(runs) if counts else "-"])
-total = Counter(c["verdict"] for c in claims)
-rows.append(["**all chapters**", len(claims), total["supported"], total["not supported"], total["inconclusive"],
-             len({k for c in claims for k in c["provenance"].get("run_seconds", {})})])
-display(Markdown(markdown_table(["chapter", "claims", "supported", "not supported", "inconclusive",
-                                 "training runs behind them"], rows)))
-missing = [n for n in testing if n not in by_chapter]
-print(f"chapters not executed in the '{run.profile.name}' profile: {', '.join(missing) if missing else 'none'}")
-print(f"record store: {RunStore.default().root}")
+for name in names + [None]:  # None: all chapters together
+    n = Counter(c["verdict"] for c in claims if name is None or c["chapter"] == name)
+    label = "**all chapters**" if name is None else f"[{short(name)}]({name})"
+    rows.append([label, "not executed in this profile", "-", "-", "-"] if not n else
+                [label, sum(n.values()), n["supported"], n["not supported"], n["inconclusive"]])
+display(Markdown(markdown_table(["chapter", "claims", "supported", "not supported", "inconclusive"], rows)))
+missing = [name for name in testing if not any(c["chapter"] == name for c in claims)]
+print(f"chapters not executed in the '{run.profile.name}' profile: {', '.join(missing) or 'none'}")
+store = claims_dir().resolve()
+print(f"claims read from {store.relative_to(root) if testing and store.is_relative_to(root) else store}")
 
 # %% [markdown]
 # ## What we learned
 #
-# The counts above are the book's answer at the scale of the profile in this page's header; the rows
-# of the first table say, claim by claim, what was measured and how often. At the `cpu` profile, on
-# which the rendered book was executed, the networks are small and train on a tenth of CIFAR-10 for
-# tens of epochs, so a claim that is "inconclusive" here may still be settled by the `gpu` or `paper`
-# profile: rerun the chapters with `-p profile gpu` and then this page, which will show their claims.
-# What this scale can settle, it settles: none of the comparisons above favours loss decay beyond
-# the noise between seeds unless the table says "supported".
+# The claims by verdict, computed from the stored claims of this page's profile:
+
+# %%
+lines = []
+for verdict in ("supported", "not supported", "inconclusive"):
+    these = [c for c in claims if c["verdict"] == verdict]
+    lines.append(f"- **{verdict}**: {len(these)} of {len(claims)} claims"
+                 + "".join(f"\n  - [{short(c['chapter'])}]({c['chapter']}): {c['claim']}" for c in these))
+display(Markdown("\n".join(lines)))
+
+# %% [markdown]
+# These are the book's answers at the scale of the profile in the header, no further: at the `cpu`
+# profile, on which the rendered book was executed, the networks are small and train on small subsets
+# of the data for tens of epochs, with three seeds. An "inconclusive" claim here is one that this scale
+# cannot settle: its difference is within two standard errors of zero, or its runs disagree. The `gpu`
+# and `paper` profiles settle more (`-p profile gpu` for every chapter, then this page).
 
 # %%
 wall = run.finish()

@@ -74,7 +74,7 @@ def test_check_without_runs_needs_the_chapter_run(store):
     c = record_claim("ch", "id", "c", "p", ours="exact", verdict="supported", run=run, store=store)
     assert c["profile"] == "smoke" and c["provenance"]["runs"] == 0 and c["provenance"]["seeds"] == [4]
     assert c["provenance"]["devices"] == [run.info["device_name"]]
-    assert "smoke profile, no training runs (seed [4]" in verdict_table([c])
+    assert "*smoke profile, no training runs*" in verdict_table([c])
 
 
 def test_a_claim_of_difference_counts_either_sign(store):
@@ -135,7 +135,7 @@ def test_load_claims_by_profile_and_table(store):
     lines = table.splitlines()
     assert len(lines) == 4 and lines[0].startswith("| chapter | claim | paper | ours | verdict |")
     assert "[a ch](a_ch)" in lines[2] and "**inconclusive**" in lines[2]
-    assert "+1 \\| more" in lines[3] and "cpu profile, 6 runs, seeds 0-2, CPU (test)" in lines[3]
+    assert "+1 \\| more" in lines[3] and "*cpu profile, 6 runs, seeds 0-2, 1 min*" in lines[3]
     # rewriting a claim replaces it
     record_claim("a_ch", "jump", "a jump", "epoch 70", ours="none", verdict="not supported", records=BASE,
                  store=store)
