@@ -384,8 +384,10 @@ def plot_pix2pix_grid(inputs, outputs: Mapping[str, object], targets, title: str
     """The paper's Fig. 5 layout: one row per test image; the input, each setting's output, the ground truth.
 
     ``inputs``, ``targets`` and every value of ``outputs`` (``{column title: images}``) are uint8
-    ``[n, 3, H, W]`` tensors or arrays of the same test images in the same order.
+    ``[n, 3, H, W]`` tensors or arrays of the same test images in the same order. Long column titles wrap.
     """
+    import textwrap
+
     use_style()
     columns = [("input", inputs), *outputs.items(), ("ground truth", targets)]
     n = len(np.asarray(inputs))
@@ -401,7 +403,7 @@ def plot_pix2pix_grid(inputs, outputs: Mapping[str, object], targets, title: str
             for side in ax.spines.values():
                 side.set_visible(False)
             if i == 0:
-                ax.set_title(name, fontsize=8)
+                ax.set_title(textwrap.fill(name, 24), fontsize=8)
     if title:
         fig.suptitle(title, fontsize=10)
     fig.tight_layout()
