@@ -146,3 +146,33 @@ def test_step_multiplier_is_one_for_plain_adam_and_the_lr_factor_for_lr_decay(tm
     # a constant loss weight cancels out of Adam's step (up to eps): the multiplier is 1, not 0.5
     assert [e["step_multiplier"] for e in halved["epochs"]] == pytest.approx([1.0, 1.0], abs=1e-3)
     assert halved["epochs"][0]["g_loss_weighted"] == pytest.approx(0.5 * halved["epochs"][0]["g_loss"])
+
+
+def test_an_interrupted_run_resumes_to_the_record_of_an_uninterrupted_one(tmp_path, monkeypatch):
+    from lossdecay_lib.training import loop
+
+    cfg = tiny(epochs=2, weight=S.linear_decay(2.0))
+    original = loop.RecordedRun.end_epoch
+
+    class Interrupted(Exception):
+        pass
+
+    def end_epoch_then_stop(self, *args, **kwargs):
+        original(self, *args, **kwargs)  # the checkpoint after epoch 0 is written, then the run "dies"
+        raise Interrupted
+
+    monkeypatch.setattr(loop.RecordedRun, "end_epoch", end_epoch_then_stop)
+    with pytest.raises(Interrupted):
+        train_pix2pix(cfg, store=RunStore(tmp_path / "killed"), progress=False)
+    monkeypatch.undo()
+    assert len(list((tmp_path / "killed").glob("*.ckpt.pt"))) == 1
+    resumed = train_pix2pix(cfg, store=RunStore(tmp_path / "killed"), progress=False)
+    fresh = train_pix2pix(cfg, store=RunStore(tmp_path / "fresh"), progress=False)
+
+    def without_times(record):
+        return [{k: v for k, v in e.items() if k != "seconds"} for e in record["epochs"]]
+
+    assert without_times(resumed) == without_times(fresh)
+    assert torch.equal(load_samples(resumed, RunStore(tmp_path / "killed"))["output"],
+                       load_samples(fresh, RunStore(tmp_path / "fresh"))["output"])
+    assert not list((tmp_path / "killed").glob("*.ckpt.pt"))
