@@ -311,6 +311,8 @@ def plot_segmentation_curves(groups, title: str = "", metrics=SEGMENTATION_CURVE
                 mean, std = np.asarray(mean), np.asarray(std)
                 ax.plot(xs, mean, color=color, lw=1.8, marker="o", ms=3, label=name)
                 ax.fill_between(xs, mean - std, mean + std, color=color, alpha=0.18, lw=0)
+        if metric == "val_loss" and ax.lines:
+            ax.set_yscale("log")  # batch-norm statistics of the first epochs make it span decades
         ax.set_xlabel("epoch")
         ax.set_ylabel(ylabel)
     for ax in list(axes.flat)[n:]:
