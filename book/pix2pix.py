@@ -48,12 +48,17 @@
 # The discriminator's loss is never weighted; the learning-rate schedule of protocol 1 acts on both
 # networks (as in pix2pix). All four use the authors' (and pix2pix's) Adam, $\beta = (0.5, 0.999)$;
 # the configuration records it and accepts the text's $\beta_1 = 0.9$.
+#
+# The paper shows facades and maps ("especially on the map dataset"). Only facades (CMP Facades in
+# pix2pix's layout, labels -> photo) is available offline here, so the page runs on it; the `dataset`
+# parameter takes `"maps"` where that dataset is at hand.
 
 # %% tags=["parameters"]
 profile = "auto"  # smoke | cpu | gpu | paper | auto
 seed = 0  # first seed; the profile says how many seeds each setting runs
 data_root = None  # folder holding facades (default: $LOSSDECAY_DATA, else the user cache)
 force = False  # True: retrain even where a finished run record exists
+dataset = "facades"  # "facades" (available offline here) or "maps" (the paper's other dataset, if you have it)
 
 # %%
 from IPython.display import Markdown, display
@@ -65,25 +70,31 @@ from lossdecay_lib.plots import (plot_curves, plot_final_image_metrics, plot_pix
 from lossdecay_lib.records import start_chapter
 from lossdecay_lib.runs import compare, group_by_label, markdown_table, mean_std, setting_name
 from lossdecay_lib.training import Pix2PixConfig, load_samples, train_pix2pix_seeds
+from lossdecay_lib.data.paired import DEFAULT_DIRECTION, PairedImages
 from lossdecay_lib.training.pix2pix import build_pix2pix_networks
 
 run = start_chapter(profile=profile, seed=seed, data_root=data_root, force=force)
 sizes = run.profile.pix2pix
 seeds = run.seeds
-base = Pix2PixConfig.from_profile(run.profile.name)
-base.validate()
+base = Pix2PixConfig.from_profile(run.profile.name, dataset=dataset)
+base.validate()  # a bad dataset name fails here, naming the valid ones
+split_sizes = {split: len(PairedImages(dataset, split, data_root, preload=False)) for split in ("train", "test")}
+n_train = min(sizes.train_images or split_sizes["train"], split_sizes["train"])
+steps_per_epoch = n_train // sizes.batch_size
+paper_epochs, paper_steps_per_epoch = 200, split_sizes["train"]  # the paper: 200 epochs of the whole split, batch 1
+paper_steps = paper_epochs * paper_steps_per_epoch
 n_g, n_d = (sum(p.numel() for p in net.parameters()) for net in build_pix2pix_networks(base))
 display(Markdown(markdown_table(
     ["dataset", "training pairs", "test pairs", "image size", "U-Net", "widths (G, D)", "parameters (G, D)",
      "epochs", "batch", "steps per run", "seeds"],
-    [["facades, labels -> photo", sizes.train_images or 400, sizes.test_images or 106,
+    [[f"{dataset}, {DEFAULT_DIRECTION[dataset]}", n_train, min(sizes.test_images or 10**9, split_sizes["test"]),
       f"{sizes.image_size} x {sizes.image_size}", f"{sizes.num_downs} downsamplings", f"{sizes.ngf}, {sizes.ndf}",
       f"{n_g / 1e6:.2f} M, {n_d / 1e6:.2f} M", sizes.epochs, sizes.batch_size,
-      (sizes.train_images or 400) // sizes.batch_size * sizes.epochs, ", ".join(map(str, seeds))]])))
+      steps_per_epoch * sizes.epochs, ", ".join(map(str, seeds))]])))
 
 # %% [markdown]
 # These are the sizes this page ran at (the profile above). The reference pix2pix is a U-Net-256 with
-# 64 filters (54.4 M parameters) trained on 256 x 256 images for 200 epochs of 400 pairs (80,000 steps);
+# 64 filters (54.4 M parameters) trained on 256 x 256 images for 200 epochs (on facades' 400 pairs, 80,000 steps);
 # the small profiles shrink the images, widths and data so that the four protocols and three seeds run on
 # a CPU. The test metrics are computed on the first test pairs, generated as pix2pix's test script does
 # (one image at a time, batch norm on its own statistics, dropout on, with a fixed noise seed).
@@ -104,7 +115,7 @@ fig = plot_schedules({
                               for (name, changes), c in zip(protocols.items(), configs) if c.weight_place == "loss"},
     "learning-rate factor (G; D for pix2pix's)": {
         "pix2pix's own": S.constant_then_linear(0.5), "lr decay 2 -> 0 (G only)": S.linear_decay(2.0)},
-}, epochs=sizes.epochs, steps_per_epoch=(sizes.train_images or 400) // sizes.batch_size)
+}, epochs=sizes.epochs, steps_per_epoch=steps_per_epoch)
 
 # %%
 records = train_pix2pix_seeds(configs, seeds, data_root=data_root, force=force)
@@ -124,7 +135,7 @@ first = {name: next(r for r in recs if r["status"] == "finished") for name, recs
 samples = {name: load_samples(r) for name, r in first.items()}
 any_samples = next(iter(samples.values()))
 fig = plot_pix2pix_grid(any_samples["input"], {name: s["output"] for name, s in samples.items()},
-                        any_samples["target"], title=f"Facades test images, seed {seeds[0]} of each protocol")
+                        any_samples["target"], title=f"{dataset} test images, seed {seeds[0]} of each protocol")
 
 # %% [markdown]
 # ## Image metrics
@@ -157,7 +168,7 @@ fig = plot_final_image_metrics(groups, title="After the last epoch: each seed (d
 # loss that was actually backpropagated, and the test metrics, mean and one standard deviation over seeds.
 
 # %%
-fig = plot_pix2pix_curves(groups, title="pix2pix on facades: losses and test metrics per epoch")
+fig = plot_pix2pix_curves(groups, title=f"pix2pix on {dataset}: losses and test metrics per epoch")
 
 # %% [markdown]
 # ## What the weight did to Adam's steps
@@ -173,9 +184,6 @@ fig = plot_step_multipliers(groups, base_lr=base.lr,
                             title="The generator's step relative to plain Adam's (mean over seeds, epoch means)")
 
 # %%
-steps_per_epoch = (sizes.train_images or 400) // sizes.batch_size
-paper_steps_per_epoch, paper_epochs = 400, 200  # facades' 400 pairs, batch 1, the paper's 200 epochs
-
 
 def second_half(values):
     return sum(values[len(values) // 2:]) / (len(values) - len(values) // 2)
@@ -197,21 +205,22 @@ for (name, recs), c in zip(groups.items(), configs):
 display(Markdown(markdown_table(
     ["protocol", "measured multiplier, 2nd half", "weight x lr factor, 2nd half",
      f"lag model, {c.epochs * steps_per_epoch} steps (this run)",
-     f"lag model, {paper_epochs * paper_steps_per_epoch} steps (the paper's run)"], mult_rows)))
+     f"lag model, {paper_steps:,} steps (the paper's run)"], mult_rows)))
 
 # %% [markdown]
 # The measured multiplier is averaged over the second half of each run's steps, then over seeds. The last
-# two columns are the lag model alone (no training), at this page's run length and at the paper's 80,000
-# steps: Adam's second-moment average forgets over about $1/(1-\beta_2) = 1000$ steps, so a weight that
-# falls over a run of a few hundred steps is remembered at its early, larger values and shrinks the step
-# almost like a learning-rate decay, while over 80,000 steps the average keeps up with the weight and
+# two columns are the lag model alone (no training), at this page's run length and at the paper's full run
+# (200 epochs of the whole training split, batch 1: 80,000 steps on facades). Adam's second-moment
+# average forgets over about $1/(1-\beta_2) = 1000$ steps, so a weight that falls over a run of a few
+# hundred steps is remembered at its early, larger values and shrinks the step almost like a
+# learning-rate decay, while over 80,000 steps the average keeps up with the weight and
 # divides it away for most of the run.
 
 # %%
 lines = []
 for name, m in mult.items():
     lines.append(f"- **{name}**: the step is {m['measured']:.2f} x plain Adam's in the second half of our runs "
-                 f"(the weight and learning rate say {m['nominal']:.2f}); at the paper's 80,000 steps the lag "
+                 f"(the weight and learning rate say {m['nominal']:.2f}); at the paper's {paper_steps:,} steps the lag "
                  f"model says {m['paper']:.2f}.")
 display(Markdown("\n".join(lines)))
 
@@ -226,7 +235,7 @@ paper_curves = {name: lag_model_multipliers(c.weight, paper_epochs, paper_steps_
 fig = plot_curves([k * every / paper_steps_per_epoch for k in range(len(next(iter(paper_curves.values()))))],
                   paper_curves, xlabel=f"epoch (of {paper_epochs}, {paper_steps_per_epoch} steps each)",
                   ylabel="predicted step multiplier",
-                  title="Lag model over the paper's 80,000 steps: the generator's step relative to plain Adam's")
+                  title=f"Lag model over the paper's {paper_steps:,} steps: the generator's step relative to plain Adam's")
 
 # %% [markdown]
 # ## What we learned
@@ -300,7 +309,7 @@ claims.append(record_claim(
     "Abstract: 'a fixed learning rate with method of decaying loss to control the magnitude of the update'",
     records=groups[loss_decay],
     ours=(f"second half of our runs: measured step multiplier {m['measured']:.2f} vs weight {m['nominal']:.2f} "
-          f"({'within' if follows else 'not within'} 25%); lag model at the paper's 80,000 steps: "
+          f"({'within' if follows else 'not within'} 25%); lag model at the paper's {paper_steps:,} steps: "
           f"{m['paper']:.2f} ({'within' if paper_follows else 'not within'} 25%)"),
     verdict=verdict_from_count(int(follows) + int(paper_follows), 2)))
 display(Markdown(markdown_table(["claim", "the paper", "ours", "verdict"],
