@@ -138,9 +138,10 @@ def plot_metric_bands(panels, metric: str = "test_acc", ylabel: str = "test accu
     """Mean over seeds (line) and +- one standard deviation (band) of a per-epoch metric.
 
     ``panels``: ``{panel title: {label: [records of that setting, one per seed]}}``. Diverged runs are
-    not averaged in: they are counted in the legend as ``(k diverged)``.
+    not averaged in: they are counted in the legend as ``(k diverged)``; runs allowed negative weights
+    say so there too (:func:`lossdecay_lib.runs.setting_name`).
     """
-    from .runs import metric_curves
+    from .runs import metric_curves, setting_name
 
     use_style()
     n = len(panels)
@@ -154,9 +155,7 @@ def plot_metric_bands(panels, metric: str = "test_acc", ylabel: str = "test accu
     for ax, (panel, groups) in zip(axes.flat, panels.items()):
         for label, records in groups.items():
             xs, mean, std = metric_curves(records, metric)
-            done = sum(r["status"] == "finished" for r in records)
-            bad = len(records) - done
-            name = f"{label} (n={done}" + (f", {bad} diverged)" if bad else ")")
+            name = setting_name(label, records)
             color = colors[label]
             if xs:
                 mean, std = np.asarray(mean), np.asarray(std)
@@ -359,6 +358,64 @@ def plot_segmentation_grid(images, truth, predictions, info, title: str = ""):
     fig.tight_layout(rect=(0, 0.12, 1, 1))
     return fig
 
+
+VERDICT_COLOURS = {"supported": PALETTE[2], "not supported": PALETTE[1], "inconclusive": PALETTE[9]}
+
+
+def plot_claim_differences(claims, title: str = "The paper's claims tested by comparing two settings"):
+    """Each stored comparison claim (:mod:`lossdecay_lib.verdict`): treatment minus baseline with two
+    standard errors either side, coloured by its verdict. Claims without a comparison are not drawn."""
+    from matplotlib.lines import Line2D
+
+    use_style()
+    rows = [c for c in claims if c.get("comparison")]
+    fig, ax = plt.subplots(figsize=(8.5, 1.4 + 0.42 * max(1, len(rows))))
+    if not rows:
+        ax.text(0.5, 0.5, "no comparison claims stored for this profile", ha="center", va="center",
+                transform=ax.transAxes)
+        ax.set_axis_off()
+        return fig
+    for i, c in enumerate(rows):
+        diff, se = c["comparison"]["diff"], c["comparison"]["se"]
+        bar = 2 * se if np.isfinite(se) else None
+        ax.errorbar(diff, i, xerr=bar, fmt="o", color=VERDICT_COLOURS[c["verdict"]], capsize=3, markersize=6)
+    ax.axvline(0.0, color="#222222", linewidth=0.8)
+    ax.set_yticks(range(len(rows)), [f"{c['chapter'].replace('_', ' ')}: {c['claim_id']}" for c in rows],
+                  fontsize=8.5)
+    ax.set_ylim(len(rows) - 0.5, -0.5)
+    units = sorted({c["comparison"]["unit"] for c in rows})
+    ax.set_xlabel(f"treatment minus baseline ({', '.join(units)}): mean, and two standard errors over seeds")
+    handles = [Line2D([], [], marker="o", linestyle="", color=colour, label=verdict)
+               for verdict, colour in VERDICT_COLOURS.items()]
+    ax.legend(handles=handles, loc="best")
+    ax.set_title(title)
+    fig.tight_layout()
+    return fig
+
+
+def plot_chapter_times(timings, chapters: Sequence[str], title: str = "Measured execution time per chapter"):
+    """Horizontal bars: ``timings`` is ``{profile: {chapter: seconds}}``; chapters without a time are left
+    empty (and said so in the legend's count)."""
+    use_style()
+    profiles = [p for p in timings if timings[p]]
+    fig, ax = plt.subplots(figsize=(8.0, 1.2 + 0.38 * len(chapters) * max(1, len(profiles)) ** 0.5))
+    height = 0.8 / max(1, len(profiles))
+    for k, profile in enumerate(profiles):
+        ys = [i + (k - (len(profiles) - 1) / 2) * height for i in range(len(chapters))]
+        secs = [timings[profile].get(ch, np.nan) for ch in chapters]
+        have = sum(np.isfinite(s) for s in secs)
+        ax.barh(ys, secs, height=height, color=PALETTE[k % len(PALETTE)],
+                label=f"{profile} ({have} of {len(chapters)} chapters measured)")
+    ax.set_yticks(range(len(chapters)), [ch.replace("_", " ") for ch in chapters], fontsize=8.5)
+    ax.set_ylim(len(chapters) - 0.5, -0.5)
+    ax.set_xscale("log")
+    ax.set_xlabel("seconds (log scale)")
+    ax.legend(loc="best")
+    ax.set_title(title)
+    fig.tight_layout()
+    return fig
+
+
 # --------------------------------------------------------------------------------------------------
 # pix2pix (chapter "pix2pix", paper Section III.C and Fig. 5)
 # --------------------------------------------------------------------------------------------------
@@ -477,62 +534,5 @@ def plot_final_image_metrics(groups, metrics=(("final_test_l1", "test L1 (lower 
     axes.flat[0].set_ylim(-0.6, len(labels) - 0.4)
     if title:
         fig.suptitle(title)
-    fig.tight_layout()
-    return fig
-
-
-VERDICT_COLOURS = {"supported": PALETTE[2], "not supported": PALETTE[1], "inconclusive": PALETTE[9]}
-
-
-def plot_claim_differences(claims, title: str = "The paper's claims tested by comparing two settings"):
-    """Each stored comparison claim (:mod:`lossdecay_lib.verdict`): treatment minus baseline with two
-    standard errors either side, coloured by its verdict. Claims without a comparison are not drawn."""
-    from matplotlib.lines import Line2D
-
-    use_style()
-    rows = [c for c in claims if c.get("comparison")]
-    fig, ax = plt.subplots(figsize=(8.5, 1.4 + 0.42 * max(1, len(rows))))
-    if not rows:
-        ax.text(0.5, 0.5, "no comparison claims stored for this profile", ha="center", va="center",
-                transform=ax.transAxes)
-        ax.set_axis_off()
-        return fig
-    for i, c in enumerate(rows):
-        diff, se = c["comparison"]["diff"], c["comparison"]["se"]
-        bar = 2 * se if np.isfinite(se) else None
-        ax.errorbar(diff, i, xerr=bar, fmt="o", color=VERDICT_COLOURS[c["verdict"]], capsize=3, markersize=6)
-    ax.axvline(0.0, color="#222222", linewidth=0.8)
-    ax.set_yticks(range(len(rows)), [f"{c['chapter'].replace('_', ' ')}: {c['claim_id']}" for c in rows],
-                  fontsize=8.5)
-    ax.set_ylim(len(rows) - 0.5, -0.5)
-    units = sorted({c["comparison"]["unit"] for c in rows})
-    ax.set_xlabel(f"treatment minus baseline ({', '.join(units)}): mean, and two standard errors over seeds")
-    handles = [Line2D([], [], marker="o", linestyle="", color=colour, label=verdict)
-               for verdict, colour in VERDICT_COLOURS.items()]
-    ax.legend(handles=handles, loc="best")
-    ax.set_title(title)
-    fig.tight_layout()
-    return fig
-
-
-def plot_chapter_times(timings, chapters: Sequence[str], title: str = "Measured execution time per chapter"):
-    """Horizontal bars: ``timings`` is ``{profile: {chapter: seconds}}``; chapters without a time are left
-    empty (and said so in the legend's count)."""
-    use_style()
-    profiles = [p for p in timings if timings[p]]
-    fig, ax = plt.subplots(figsize=(8.0, 1.2 + 0.38 * len(chapters) * max(1, len(profiles)) ** 0.5))
-    height = 0.8 / max(1, len(profiles))
-    for k, profile in enumerate(profiles):
-        ys = [i + (k - (len(profiles) - 1) / 2) * height for i in range(len(chapters))]
-        secs = [timings[profile].get(ch, np.nan) for ch in chapters]
-        have = sum(np.isfinite(s) for s in secs)
-        ax.barh(ys, secs, height=height, color=PALETTE[k % len(PALETTE)],
-                label=f"{profile} ({have} of {len(chapters)} chapters measured)")
-    ax.set_yticks(range(len(chapters)), [ch.replace("_", " ") for ch in chapters], fontsize=8.5)
-    ax.set_ylim(len(chapters) - 0.5, -0.5)
-    ax.set_xscale("log")
-    ax.set_xlabel("seconds (log scale)")
-    ax.legend(loc="best")
-    ax.set_title(title)
     fig.tight_layout()
     return fig

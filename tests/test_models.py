@@ -340,3 +340,28 @@ def test_patch_discriminator_receptive_field_is_70():
     seen = x.grad.abs().sum(dim=(0, 1)) > 0
     rows, cols = seen.any(dim=1).nonzero(), seen.any(dim=0).nonzero()
     assert int(rows.max() - rows.min() + 1) == 70 and int(cols.max() - cols.min() + 1) == 70
+
+
+def test_channels_last_is_avoided_only_where_it_crashes_the_cpu_backward():
+    from lossdecay_lib.models import build_model, channels_last_is_safe
+
+    cpu = torch.device("cpu")
+    assert not channels_last_is_safe(resnet34_cifar(width=4), cpu)  # 1x1 stride-2 shortcut over 4 channels
+    assert channels_last_is_safe(resnet34_cifar(width=8), cpu)
+    assert channels_last_is_safe(build_model("plain", depth=6, widths=4), cpu)  # 3x3 convolutions only
+    assert channels_last_is_safe(resnet34_cifar(width=4), torch.device("meta"))  # not a CPU question
+
+
+def test_the_width_4_resnet_trains_in_a_subprocess_without_crashing(tmp_path):
+    """The crash channels_last_is_safe avoids kills the process, so the run happens in a child."""
+    import subprocess
+    import sys
+
+    code = ("from lossdecay_lib.runs import RunStore\n"
+            "from lossdecay_lib.training import ClassificationConfig, train_classifier\n"
+            "c = ClassificationConfig(profile='smoke', model='resnet34_cifar', model_settings=(('width', 4),),\n"
+            "                         train_per_class=5, test_per_class=2, epochs=1, batch_size=25)\n"
+            f"r = train_classifier(c, store=RunStore({str(tmp_path)!r}), progress=False)\n"
+            "assert r['status'] == 'finished'\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]

@@ -15,7 +15,7 @@ from typing import Callable, Dict, Tuple
 
 from torch import nn
 
-from ._common import count_parameters, weight_layers
+from ._common import channels_last_is_safe, count_parameters, weight_layers
 from .pix2pix import PatchDiscriminator, UNetGenerator, init_pix2pix_weights
 from .plain import PlainNet, plain_stage_depths
 from .pspnet import (
@@ -66,6 +66,7 @@ __all__ = [
     "UNetGenerator",
     "build_model",
     "cached_imagenet_weights",
+    "channels_last_is_safe",
     "count_parameters",
     "init_pix2pix_weights",
     "plain_stage_depths",

@@ -21,7 +21,7 @@ import torch.nn.functional as F
 
 from .loop import NonFiniteWatch, RecordedRun, progress_bar
 from ..tracking import CurvatureTracker
-from ..models import MODEL_NAMES, build_model, weight_layers
+from ..models import MODEL_NAMES, build_model, channels_last_is_safe, weight_layers
 from ..optimizers import build_optimizer, check_optimizer_name
 from ..profiles import get_profile, resolve_device
 from ..records import provenance, seed_everything
@@ -231,8 +231,10 @@ def train_classifier(config: ClassificationConfig, data_root=None, device: str =
     dev = resolve_device(device)
     train = load_cifar10("train", data_root, per_class=config.train_per_class, seed=0, download=True)
     test = load_cifar10("test", data_root, per_class=config.test_per_class, seed=0, download=True)
+    # channels_last wherever it is safe (models.channels_last_is_safe); decided before seeding, so the
+    # probe network does not change the run's random numbers.
+    channels_last = channels_last_is_safe(build_model(config.model, **dict(config.model_settings)), dev)
     seed_everything(config.seed)
-    channels_last = True  # faster for convolutions on CPUs and GPUs alike
     train_batches = CifarBatches(train, config.batch_size, device=dev, seed=config.seed, augment=config.augment,
                                  channels_last=channels_last)
     test_batches = CifarBatches(test, 500, train=False, device=dev, channels_last=channels_last)

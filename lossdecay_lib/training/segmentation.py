@@ -38,6 +38,7 @@ from .loop import NonFiniteWatch, RecordedRun, progress_bar
 from ..atomic import write_atomically
 from ..metrics import ConfusionMatrix, segmentation_scores
 from ..models.pspnet import AUX_LOSS_WEIGHT, BACKBONES, PSPNet, cached_imagenet_weights
+from ..models import channels_last_is_safe
 from ..profiles import get_profile, resolve_device
 from ..records import provenance, seed_everything
 from ..schedules import Schedule, constant, poly
@@ -347,10 +348,11 @@ def train_segmenter(config: SegmentationConfig, data_root=None, device: str = "a
     weight = ScheduledWeight(config.weight, config.weight_place, config.allow_negative)
     lowest_weight = weight.check(config.epochs, steps_per_epoch)
     seed_everything(config.seed)
-    channels_last = True
     model = PSPNet(info.num_classes, config.backbone,
                    pretrained_backbone="imagenet" if config.pretrained else None).to(dev)
-    model = model.to(memory_format=torch.channels_last)
+    channels_last = channels_last_is_safe(model, dev)
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
     backbone_init = "imagenet" if config.pretrained else "random"
     optimizer = torch.optim.SGD(model.parameters(), **dict(config.optimizer_settings))
     controller = ScheduleController(optimizer, weight, config.lr_schedule, steps_per_epoch, config.epochs)
