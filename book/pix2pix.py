@@ -53,6 +53,17 @@
 # pix2pix's layout, labels -> photo) is available offline here, so the page runs on it; the `dataset`
 # parameter takes `"maps"` where that dataset is at hand.
 
+# %% tags=["remove-cell"]
+# Colab, or anywhere the library is missing: install it quietly, pinned to the book's branch.
+import importlib.util
+import subprocess
+import sys
+
+if importlib.util.find_spec("lossdecay_lib") is None:
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q",
+                    "lossdecay_lib @ git+https://github.com/lossdecay/lossdecay@main"], check=True)
+    importlib.invalidate_caches()
+
 # %% tags=["parameters"]
 profile = "auto"  # smoke | cpu | gpu | paper | auto
 seed = 0  # first seed; the profile says how many seeds each setting runs

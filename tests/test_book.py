@@ -54,7 +54,15 @@ def html(tmp_path_factory):
         assert (path / "index.html").is_file(), f"LOSSDECAY_TEST_BOOK={given} holds no built book"
         return path
     out = tmp_path_factory.mktemp("book")
-    run_chapters(ROOT, out / "executed", {"profile": "smoke"})
+    saved = os.environ.get("LOSSDECAY_RECORDS")
+    os.environ["LOSSDECAY_RECORDS"] = str(out / "records")  # never into the committed records/
+    try:
+        run_chapters(ROOT, out / "executed", {"profile": "smoke"})
+    finally:
+        if saved is None:
+            os.environ.pop("LOSSDECAY_RECORDS")
+        else:
+            os.environ["LOSSDECAY_RECORDS"] = saved
     return build_book(ROOT, out / "executed", out)
 
 
