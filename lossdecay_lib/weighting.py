@@ -30,9 +30,16 @@ import torch
 
 from .schedules import Progress, Schedule, check_schedule
 
-__all__ = ["PLACES", "ScheduledWeight", "NegativeWeightError"]
+__all__ = ["PLACES", "ScheduledWeight", "NegativeWeightError", "check_place"]
 
 PLACES = ("loss", "grad", "lr")
+
+
+def check_place(place) -> str:
+    """``place`` if it is one of :data:`PLACES`, else an error listing them."""
+    if place not in PLACES:
+        raise ValueError(f"unknown place {place!r}; a schedule can act on one of: {', '.join(PLACES)}")
+    return place
 
 
 class NegativeWeightError(ValueError):
@@ -49,8 +56,7 @@ class ScheduledWeight:
     def __init__(self, schedule: Schedule, place: str = "loss", allow_negative: bool = False):
         if not isinstance(schedule, Schedule):
             raise TypeError(f"schedule must be a lossdecay_lib.schedules.Schedule, got {type(schedule).__name__}")
-        if place not in PLACES:
-            raise ValueError(f"unknown place {place!r}; a schedule can act on one of: {', '.join(PLACES)}")
+        check_place(place)
         self.schedule, self.place, self.allow_negative = schedule, place, bool(allow_negative)
 
     def __repr__(self):

@@ -26,7 +26,8 @@ from ..optimizers import build_optimizer, check_optimizer_name
 from ..profiles import get_profile, resolve_device
 from ..records import provenance, seed_everything
 from ..schedules import Progress, Schedule, constant
-from ..weighting import PLACES, ScheduledWeight
+from ..checks import check_name, check_non_negative_int, check_positive_int
+from ..weighting import ScheduledWeight, check_place
 
 __all__ = ["AUTHORS_SGD", "ClassificationConfig", "ScheduleController", "train_classifier", "train_seeds", "evaluate"]
 
@@ -74,27 +75,16 @@ class ClassificationConfig:
     def validate(self) -> None:
         """Every bad value is an error before any work starts; names list the valid choices."""
         get_profile(self.profile)
-        if self.model not in MODEL_NAMES:
-            raise ValueError(f"unknown network {self.model!r}; valid networks: {', '.join(MODEL_NAMES)}")
+        check_name(self.model, MODEL_NAMES, "network")
         check_optimizer_name(self.optimizer)
-        if self.weight_place not in PLACES:
-            raise ValueError(f"unknown place {self.weight_place!r}; a schedule can act on one of: {', '.join(PLACES)}")
+        check_place(self.weight_place)
         for name in ("epochs", "batch_size"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or value <= 0:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+            check_positive_int(name, getattr(self, name))
         for name in ("train_per_class", "test_per_class"):
-            value = getattr(self, name)
-            if value is not None and (not isinstance(value, int) or value <= 0):
-                raise ValueError(f"{name} must be a positive integer or None, got {value!r}")
-        for name in ("curvature_every", "sharpness_every"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or value < 0:
-                raise ValueError(f"{name} must be a non-negative integer, got {value!r}")
-        if not isinstance(self.seed, int) or self.seed < 0:
-            raise ValueError(f"seed must be a non-negative integer, got {self.seed!r}")
-        if self.precision not in self.PRECISIONS:
-            raise ValueError(f"unknown precision {self.precision!r}; valid precisions: {', '.join(self.PRECISIONS)}")
+            check_positive_int(name, getattr(self, name), allow_none=True)
+        for name in ("curvature_every", "sharpness_every", "seed"):
+            check_non_negative_int(name, getattr(self, name))
+        check_name(self.precision, self.PRECISIONS, "precision")
         if not isinstance(self.compile, bool):
             raise ValueError(f"compile must be True or False, got {self.compile!r}")
         if getattr(self.weight, "adaptive", False) and not self.curvature_every:
@@ -219,14 +209,11 @@ def train_classifier(config: ClassificationConfig, data_root=None, device: str =
     with the same record as an uninterrupted one.
     """
     from ..data import CifarBatches, load_cifar10
-    from ..runs import RunStore
 
-    config.validate()
-    store = store or RunStore.default()
-    key = store.key(config.describe())
-    run = RecordedRun(store, key, force=force, checkpoint_every=checkpoint_every, label=config.label)
+    run = RecordedRun.for_config(config, store, force=force, checkpoint_every=checkpoint_every)
     if run.finished is not None:
         return run.finished
+    store, key = run.store, run.key
 
     dev = resolve_device(device)
     train = load_cifar10("train", data_root, per_class=config.train_per_class, seed=0, download=True)

@@ -19,7 +19,7 @@ is :class:`lossdecay_lib.training.ScheduleController`, also shared.
 
 A loop reads::
 
-    run = RecordedRun(store, key, force=force, checkpoint_every=1, label=label)
+    run = RecordedRun.for_config(config, store, force=force, checkpoint_every=1)
     if run.finished is not None:
         return run.finished
     record = {...}                                    # config, provenance, "epochs": []
@@ -70,6 +70,17 @@ class RecordedRun:
         if existing is not None:
             existing["label"] = label  # the same run may be shown under another name elsewhere
         self.finished: Optional[Dict] = existing
+
+    @classmethod
+    def for_config(cls, config, store=None, *, force: bool = False, checkpoint_every: int = 1) -> "RecordedRun":
+        """Validate ``config`` (its ``validate()``) and open its run in ``store`` (default: the checkout's
+        records, :meth:`lossdecay_lib.runs.RunStore.default`), keyed by ``config.describe()``."""
+        from ..runs import RunStore
+
+        config.validate()
+        store = store or RunStore.default()
+        return cls(store, store.key(config.describe()), force=force, checkpoint_every=checkpoint_every,
+                   label=config.label)
 
     # -- the steps of an epoch ------------------------------------------------------------------------
     def log_step(self, weight: float, lr: float) -> None:

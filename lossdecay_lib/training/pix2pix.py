@@ -37,13 +37,15 @@ import torch.nn.functional as F
 from .classification import ScheduleController
 from .loop import NonFiniteWatch, RecordedRun, progress_bar
 from ..atomic import write_atomically
+from ..runs import RunStore
 from ..equivalence import AdamLagModel
 from ..metrics import ImageScores
 from ..models.pix2pix import PatchDiscriminator, UNetGenerator
 from ..profiles import get_profile, resolve_device
 from ..records import provenance, seed_everything
 from ..schedules import Schedule, constant
-from ..weighting import PLACES, ScheduledWeight
+from ..checks import check_name, check_non_negative_int, check_positive_int
+from ..weighting import ScheduledWeight, check_place
 
 __all__ = ["GAN_LOSSES", "PIX2PIX_DATASETS", "Pix2PixConfig", "ShadowAdam", "build_pix2pix_networks",
            "train_pix2pix", "train_pix2pix_seeds", "load_samples"]
@@ -89,20 +91,13 @@ class Pix2PixConfig:
     def validate(self) -> None:
         """Every bad value is an error before any work starts; names list the valid choices."""
         get_profile(self.profile)
-        if self.dataset not in PIX2PIX_DATASETS:
-            raise ValueError(f"unknown dataset {self.dataset!r}; valid datasets: {', '.join(PIX2PIX_DATASETS)}")
-        if self.gan_loss not in GAN_LOSSES:
-            raise ValueError(f"unknown gan_loss {self.gan_loss!r}; valid GAN losses: {', '.join(GAN_LOSSES)}")
-        if self.weight_place not in PLACES:
-            raise ValueError(f"unknown place {self.weight_place!r}; a schedule can act on one of: {', '.join(PLACES)}")
+        check_name(self.dataset, PIX2PIX_DATASETS, "dataset")
+        check_name(self.gan_loss, GAN_LOSSES, "gan_loss", "GAN losses")
+        check_place(self.weight_place)
         for name in ("image_size", "num_downs", "ngf", "ndf", "epochs", "batch_size", "sample_images"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+            check_positive_int(name, getattr(self, name))
         for name in ("train_images", "test_images"):
-            value = getattr(self, name)
-            if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value <= 0):
-                raise ValueError(f"{name} must be a positive integer or None (the whole split), got {value!r}")
+            check_positive_int(name, getattr(self, name), allow_none=True, none_means="the whole split")
         if self.num_downs < 5:
             raise ValueError(f"num_downs must be >= 5 (the U-Net widens over 4 levels), got {self.num_downs}")
         if self.image_size % 2**self.num_downs:
@@ -121,8 +116,7 @@ class Pix2PixConfig:
         if len(self.betas) != 2 or not all(isinstance(b, (int, float)) and 0 <= b < 1 for b in self.betas):
             raise ValueError(f"betas must be two numbers in [0, 1) (pix2pix: (0.5, 0.999); the paper's text: "
                              f"(0.9, 0.999)), got {self.betas!r}")
-        if not isinstance(self.seed, int) or isinstance(self.seed, bool) or self.seed < 0:
-            raise ValueError(f"seed must be a non-negative integer, got {self.seed!r}")
+        check_non_negative_int("seed", self.seed)
         for name in ("weight", "lr_schedule"):
             if not isinstance(getattr(self, name), Schedule):
                 raise TypeError(f"{name} must be a lossdecay_lib.schedules.Schedule, got {getattr(self, name)!r}")
@@ -245,8 +239,6 @@ def _samples_path(store, key: str) -> Path:
 def load_samples(record: Dict, store=None) -> Dict[str, torch.Tensor]:
     """The sample grid saved with a pix2pix record: uint8 ``input``, ``output``, ``target`` ``[k, 3, S, S]``
     and the test ``indices`` they show."""
-    from ..runs import RunStore
-
     store = store or RunStore.default()
     return torch.load(_samples_path(store, record["key"]), weights_only=True)
 
@@ -261,14 +253,11 @@ def train_pix2pix(config: Pix2PixConfig, data_root=None, device: str = "auto", s
     (``<key>.samples.pt``, read it with :func:`load_samples`).
     """
     from ..data.paired import PairedImages
-    from ..runs import RunStore
 
-    config.validate()
-    store = store or RunStore.default()
-    key = store.key(config.describe())
-    run = RecordedRun(store, key, force=force, checkpoint_every=checkpoint_every, label=config.label)
+    run = RecordedRun.for_config(config, store, force=force, checkpoint_every=checkpoint_every)
     if run.finished is not None:
         return run.finished
+    store, key = run.store, run.key
 
     dev = resolve_device(device)
     # decoded on demand (a few ms a step): preloading would decode every file of the split, used or not

@@ -36,13 +36,15 @@ import torch.nn.functional as F
 from .classification import ScheduleController
 from .loop import NonFiniteWatch, RecordedRun, progress_bar
 from ..atomic import write_atomically
+from ..runs import RunStore
 from ..metrics import ConfusionMatrix, segmentation_scores
 from ..models.pspnet import AUX_LOSS_WEIGHT, BACKBONES, PSPNet, cached_imagenet_weights
 from ..models import channels_last_is_safe
 from ..profiles import get_profile, resolve_device
 from ..records import provenance, seed_everything
 from ..schedules import Schedule, constant, poly
-from ..weighting import PLACES, ScheduledWeight
+from ..checks import check_name, check_non_negative_int, check_positive_int
+from ..weighting import ScheduledWeight, check_place
 
 __all__ = ["DATASETS", "PAPER_SGD", "SegmentationConfig", "train_segmenter", "load_val_predictions",
            "validation_examples", "train_segmenter_seeds"]
@@ -92,30 +94,22 @@ class SegmentationConfig:
     def validate(self) -> None:
         """Every bad value is an error before any work starts; names list the valid choices."""
         get_profile(self.profile)
-        if self.dataset not in DATASETS:
-            raise ValueError(f"unknown dataset {self.dataset!r}; valid datasets: {', '.join(DATASETS)}")
-        if self.backbone not in BACKBONES:
-            raise ValueError(f"unknown backbone {self.backbone!r}; valid backbones: {', '.join(BACKBONES)}")
-        if self.weight_place not in PLACES:
-            raise ValueError(f"unknown place {self.weight_place!r}; a schedule can act on one of: {', '.join(PLACES)}")
+        check_name(self.dataset, DATASETS, "dataset")
+        check_name(self.backbone, BACKBONES, "backbone")
+        check_place(self.weight_place)
         for name in ("epochs", "crop"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+            check_positive_int(name, getattr(self, name))
         if not isinstance(self.batch_size, int) or isinstance(self.batch_size, bool) or self.batch_size < 2:
             raise ValueError(f"batch_size must be an integer >= 2 (PSPNet's 1x1 pyramid bin needs batch "
                              f"statistics over at least 2 images), got {self.batch_size!r}")
         for name in ("train_images", "val_images", "image_size"):
-            value = getattr(self, name)
-            if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value <= 0):
-                raise ValueError(f"{name} must be a positive integer or None, got {value!r}")
+            check_positive_int(name, getattr(self, name), allow_none=True)
         if self.train_images is not None and self.train_images < self.batch_size:
             raise ValueError(f"train_images ({self.train_images}) must be at least batch_size ({self.batch_size})")
         low, high = self.scale_range
         if not 0 < low <= high:
             raise ValueError(f"scale_range must satisfy 0 < low <= high, got {self.scale_range}")
-        if not isinstance(self.seed, int) or isinstance(self.seed, bool) or self.seed < 0:
-            raise ValueError(f"seed must be a non-negative integer, got {self.seed!r}")
+        check_non_negative_int("seed", self.seed)
         settings = dict(self.optimizer_settings)
         if "lr" not in settings:
             raise ValueError("optimizer_settings must include the base learning rate 'lr'")
@@ -286,7 +280,6 @@ def _write_predictions(path: Path, maps: List[torch.Tensor]) -> None:
 def load_val_predictions(record: Dict, store=None) -> torch.Tensor:
     """The final-epoch label maps a run kept for its fixed val images: uint8 ``[n, H, W]``."""
     from PIL import Image
-    from ..runs import RunStore
 
     store = store or RunStore.default()
     meta = record["val_predictions"]
@@ -328,14 +321,11 @@ def train_segmenter(config: SegmentationConfig, data_root=None, device: str = "a
     metrics the record names the backbone's initialisation (``backbone_init``) and the PNG beside it
     holding the final predictions for :data:`SHOWN_VAL_IMAGES` fixed val images.
     """
-    from ..runs import RunStore
 
-    config.validate()
-    store = store or RunStore.default()
-    key = store.key(config.describe())
-    run = RecordedRun(store, key, force=force, checkpoint_every=checkpoint_every, label=config.label)
+    run = RecordedRun.for_config(config, store, force=force, checkpoint_every=checkpoint_every)
     if run.finished is not None:
         return run.finished
+    store, key = run.store, run.key
 
     dev = resolve_device(device)
     train = _Split(config, "train", config.train_images, data_root, augment=True)
