@@ -133,6 +133,20 @@ def plot_curves(x, series: Dict[str, Sequence[float]], xlabel: str, ylabel: str,
     return fig
 
 
+def draw_band(ax, records, metric: str, color: str, label: str, **line) -> bool:
+    """On ``ax``: the per-epoch mean of ``metric`` over the finished ``records`` (a line) and +- one
+    standard deviation (a band). Returns whether there was anything to draw; ``line`` styles the line."""
+    from .runs import metric_curves
+
+    xs, mean, std = metric_curves(records, metric)
+    if not xs:
+        return False
+    mean, std = np.asarray(mean), np.asarray(std)
+    ax.plot(xs, mean, color=color, lw=line.pop("lw", 1.8), label=label, **line)
+    ax.fill_between(xs, mean - std, mean + std, color=color, alpha=0.18, lw=0)
+    return True
+
+
 def plot_metric_bands(panels, metric: str = "test_acc", ylabel: str = "test accuracy", title: str = "",
                       ncols: int = 2):
     """Mean over seeds (line) and +- one standard deviation (band) of a per-epoch metric.
@@ -141,7 +155,7 @@ def plot_metric_bands(panels, metric: str = "test_acc", ylabel: str = "test accu
     not averaged in: they are counted in the legend as ``(k diverged)``; runs allowed negative weights
     say so there too (:func:`lossdecay_lib.runs.setting_name`).
     """
-    from .runs import metric_curves, setting_name
+    from .runs import setting_name
 
     use_style()
     n = len(panels)
@@ -154,15 +168,9 @@ def plot_metric_bands(panels, metric: str = "test_acc", ylabel: str = "test accu
             colors.setdefault(label, PALETTE[len(colors) % len(PALETTE)])
     for ax, (panel, groups) in zip(axes.flat, panels.items()):
         for label, records in groups.items():
-            xs, mean, std = metric_curves(records, metric)
             name = setting_name(label, records)
-            color = colors[label]
-            if xs:
-                mean, std = np.asarray(mean), np.asarray(std)
-                ax.plot(xs, mean, color=color, lw=1.8, label=name)
-                ax.fill_between(xs, mean - std, mean + std, color=color, alpha=0.18, lw=0)
-            else:
-                ax.plot([], [], color=color, label=name)
+            if not draw_band(ax, records, metric, colors[label], name):
+                ax.plot([], [], color=colors[label], label=name)  # in the legend all the same
         ax.set_title(panel)
         ax.set_xlabel("epoch")
         ax.set_ylabel(ylabel)
@@ -294,7 +302,7 @@ def plot_segmentation_curves(groups, title: str = "", metrics=SEGMENTATION_CURVE
     pairs of the records' ``epochs`` entries. The legend names settings by
     :func:`lossdecay_lib.runs.setting_name` (diverged runs counted, not averaged; negative weights said).
     """
-    from .runs import metric_curves, setting_name
+    from .runs import setting_name
 
     use_style()
     n = len(metrics)
@@ -303,13 +311,7 @@ def plot_segmentation_curves(groups, title: str = "", metrics=SEGMENTATION_CURVE
     fig, axes = plt.subplots(nrows, ncols, figsize=(5.4 * ncols, 3.3 * nrows), squeeze=False)
     for ax, (metric, ylabel) in zip(axes.flat, metrics):
         for i, (label, records) in enumerate(groups.items()):
-            xs, mean, std = metric_curves(records, metric)
-            name = setting_name(label, records)
-            color = PALETTE[i % len(PALETTE)]
-            if xs:
-                mean, std = np.asarray(mean), np.asarray(std)
-                ax.plot(xs, mean, color=color, lw=1.8, marker="o", ms=3, label=name)
-                ax.fill_between(xs, mean - std, mean + std, color=color, alpha=0.18, lw=0)
+            draw_band(ax, records, metric, PALETTE[i % len(PALETTE)], setting_name(label, records), marker="o", ms=3)
         if metric == "val_loss" and ax.lines:
             ax.set_yscale("log")  # batch-norm statistics of the first epochs make it span decades
         ax.set_xlabel("epoch")
@@ -486,12 +488,8 @@ def plot_step_multipliers(groups, base_lr: float, title: str = ""):
     fig, axes = plt.subplots(nrows, ncols, figsize=(5.4 * ncols, 3.2 * nrows), squeeze=False, sharey=True)
     for ax, (label, records) in zip(axes.flat, groups.items()):
         done = [r for r in records if r["status"] == "finished"]
-        xs, mean, std = metric_curves(done, "step_multiplier")
-        if xs:
-            mean, std = np.asarray(mean), np.asarray(std)
-            ax.plot(xs, mean, color=PALETTE[0], lw=2, marker="o", ms=3, label="measured")
-            ax.fill_between(xs, mean - std, mean + std, color=PALETTE[0], alpha=0.18, lw=0)
-            _, pred, _ = metric_curves(done, "step_multiplier_predicted")
+        if draw_band(ax, done, "step_multiplier", PALETTE[0], "measured", lw=2, marker="o", ms=3):
+            xs, pred, _ = metric_curves(done, "step_multiplier_predicted")
             ax.plot(xs, pred, color=PALETTE[3], ls=":", lw=2, label="lag model")
             nominal = [mean_std([r["epochs"][e]["weight_mean"] * r["epochs"][e]["lr_mean"] / base_lr
                                  for r in done])[0] for e in range(len(xs))]
