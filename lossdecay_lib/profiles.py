@@ -134,7 +134,7 @@ PROFILES: Dict[str, Profile] = {
         curve_steps_per_epoch=50,
         equivalence=EquivalenceSizes(steps=60, batch_size=32, per_class=64, depth=6, width=8),
         classification=ClassificationSizes(train_per_class=200, test_per_class=100, epochs=20, batch_size=100, depths=(40, 50), width=8, resnet_width=8),
-        curvature=CurvatureSizes(train_per_class=200, epochs=15, batch_size=100, depth=12, width=8, every=10, sharpness_every=5),
+        curvature=CurvatureSizes(train_per_class=200, epochs=15, batch_size=100, depth=12, width=8, every=20, sharpness_every=3),
         segmentation=SegmentationSizes(backbone="resnet18", train_images=80, val_images=24, crop=64, image_size=72, epochs=8, batch_size=4),
         pix2pix=Pix2PixSizes(train_images=64, test_images=30, image_size=128, num_downs=7, ngf=16, ndf=16, epochs=10, batch_size=1),
     ),

@@ -10,7 +10,9 @@ more than an order of magnitude". It measures none of it. A :class:`CurvatureTra
 - the step the optimizer actually took, ``d`` (momentum, weight decay and all), the quadratic model's
   prediction of its effect on the evaluation loss, ``g^T d + 1/2 d^T H d``, and the actual change;
 - optionally the top Hessian eigenvalue (the sharpness), whose product with the effective learning rate
-  is compared with the heavy-ball stability threshold ``2 (1 + momentum)`` by the chapter.
+  is compared with the heavy-ball stability threshold ``2 (1 + momentum)`` by the chapter. Lanczos
+  starts from the previous estimate's eigenvector (a warm start), so it usually needs a few products;
+- the time each measurement took (``seconds``), so a chapter can say what share of a run they cost.
 
 Batch norm uses the evaluation batch's statistics and the model is left unchanged
 (:func:`lossdecay_lib.curvature.measurement_mode`).
@@ -18,6 +20,7 @@ Batch norm uses the evaluation batch's statistics and the model is left unchange
 
 from __future__ import annotations
 
+import time
 from typing import Dict, List, Optional, Tuple
 
 import torch
@@ -25,7 +28,7 @@ import torch.nn.functional as F
 
 from .curvature import LossHessian, measurement_mode, trainable_parameters
 
-__all__ = ["CurvatureTracker"]
+__all__ = ["CurvatureTracker", "measurement_cost"]
 
 
 def _dot(xs, ys) -> float:
@@ -51,6 +54,15 @@ class CurvatureTracker:
         self.every, self.sharpness_every, self.lanczos_iterations = every, sharpness_every, lanczos_iterations
         self.rows: List[Dict] = []
         self._before: Optional[List[torch.Tensor]] = None
+        self._top_vector: Optional[torch.Tensor] = None  # the last top eigenvector: Lanczos starts there
+
+    def state_dict(self) -> Dict:
+        """What a checkpoint must keep besides the rows (which live in the run record): the warm start."""
+        return {"top_vector": self._top_vector if self._top_vector is not None else torch.empty(0)}
+
+    def load_state_dict(self, state: Dict) -> None:
+        v = state["top_vector"]
+        self._top_vector = v.to(self.batch[0].device) if v.numel() else None
 
     def due(self, step: int) -> bool:
         return step % self.every == 0
@@ -74,16 +86,25 @@ class CurvatureTracker:
             step_taken = [a - b for a, b in zip(after, self._before)]
             for p, b in zip(params, self._before):
                 p.copy_(b)
+        started = time.perf_counter()
         try:
             hessian = LossHessian(self.model, *self.batch)
             m = hessian.curvature()
             g = hessian.gradient
             h_step = hessian.hvp(step_taken)
             predicted = _dot(g, step_taken) + 0.5 * _dot(step_taken, h_step)
-            sharpness = None
+            sharpness = sharpness_hvps = None
             n = len(self.rows)
             if self.sharpness_every and n % self.sharpness_every == 0:
-                sharpness = hessian.top_eigenvalue(max_iterations=self.lanczos_iterations).value
+                # A cold start needs the tight tolerance (its Ritz value can sit on the second eigenvalue
+                # for a while, see lanczos_top_eigenvalue). A warm start begins near the top eigenvector,
+                # so that plateau is unlikely, and a change below 1e-3 per product is settled enough for
+                # the stability test, whose ratios are far from 1 (tests/test_curvature.py checks the
+                # warm estimate against a tight cold one).
+                rtol = 1e-5 if self._top_vector is None else 1e-3
+                top = hessian.top_eigenvalue(max_iterations=self.lanczos_iterations, rtol=rtol,
+                                             warm_start=self._top_vector)
+                sharpness, sharpness_hvps, self._top_vector = top.value, top.hvp_count, top.vector
             del hessian
         finally:
             with torch.no_grad():
@@ -95,7 +116,28 @@ class CurvatureTracker:
             "loss": m.loss, "gTg": m.grad_dot_grad, "gTHg": m.grad_hessian_grad,
             "step_norm": _dot(step_taken, step_taken) ** 0.5,
             "predicted_change": predicted, "actual_change": self._eval_loss() - m.loss,
-            "sharpness": sharpness,
+            "sharpness": sharpness, "sharpness_hvps": sharpness_hvps,
+            "seconds": time.perf_counter() - started,  # the measurement's own time (Lanczos included)
         }
         self.rows.append(row)
         return row
+
+
+def measurement_cost(records) -> Dict:
+    """What the curvature measurements of finished runs cost: measurements per run, the share of the
+    runs' wall time they took (mean and std over runs), and the Hessian-vector products per sharpness
+    estimate (mean). Runs recorded before measurements were timed are left out (``runs`` says how many
+    were counted)."""
+    from .runs import mean_std
+
+    timed = [r for r in records if r.get("status") == "finished" and r.get("curvature")
+             and all("seconds" in row for row in r["curvature"])]
+    shares = [sum(row["seconds"] for row in r["curvature"]) / r["wall_seconds"] for r in timed]
+    hvps = [row["sharpness_hvps"] for r in timed for row in r["curvature"] if row.get("sharpness_hvps")]
+    share_mean, share_std = mean_std(shares)
+    return {
+        "runs": len(timed),
+        "measurements_per_run": mean_std([len(r["curvature"]) for r in timed])[0],
+        "share_mean": share_mean, "share_std": share_std,
+        "hvps_per_sharpness": sum(hvps) / len(hvps) if hvps else float("nan"),
+    }

@@ -488,3 +488,23 @@ def test_unused_frozen_and_linear_parameters():
     m = hessian.curvature()
     assert m.grad_dot_grad == pytest.approx(0 + 1 + 4 + 2 * 36)  # g_a = (0, 1, 2), g_b = 3 b = (6, 6)
     assert m.grad_hessian_grad == pytest.approx(3 * 72)
+
+
+def test_a_warm_started_lanczos_finds_the_same_top_eigenvalue_in_fewer_products():
+    model = small_bn_convnet()
+    x, y = classification_batch(16, (3, 8, 8), 3)
+    x = x.to(DTYPE)
+    hessian = LossHessian(model, x, y)
+    cold = hessian.top_eigenvalue(max_iterations=60, rtol=1e-10)
+    with torch.no_grad():  # a few small steps later the top eigenvector has moved a little
+        for p in model.parameters():
+            p.add_(1e-3 * torch.randn_like(p))
+    later = LossHessian(model, x, y)
+    reference = later.top_eigenvalue(max_iterations=60, rtol=1e-10)
+    warm = later.top_eigenvalue(max_iterations=60, rtol=1e-6, warm_start=cold.vector)
+    assert warm.value == pytest.approx(reference.value, rel=1e-4)
+    assert warm.hvp_count < later.top_eigenvalue(max_iterations=60, rtol=1e-6).hvp_count
+    loose = later.top_eigenvalue(max_iterations=60, rtol=1e-3, warm_start=cold.vector)  # as the tracker does
+    assert loose.value == pytest.approx(reference.value, rel=1e-2) and loose.hvp_count <= warm.hvp_count
+    with pytest.raises(ValueError, match="warm_start has 3 entries"):
+        later.top_eigenvalue(warm_start=torch.zeros(3, dtype=DTYPE))

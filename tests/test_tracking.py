@@ -62,3 +62,16 @@ def test_misuse_is_an_error():
         CurvatureTracker(_net(), _batch(), every=0)
     with pytest.raises(RuntimeError, match="without before_step"):
         CurvatureTracker(_net(), _batch(), every=1).after_step(0, 0, 1.0, 0.1)
+
+
+def test_measurement_cost_counts_the_share_of_wall_time_and_the_lanczos_products():
+    from lossdecay_lib.tracking import measurement_cost
+
+    rows = [{"seconds": 1.0, "sharpness_hvps": 8}, {"seconds": 2.0, "sharpness_hvps": None}]
+    runs = [{"status": "finished", "wall_seconds": 10.0, "curvature": rows},
+            {"status": "finished", "wall_seconds": 6.0, "curvature": rows},
+            {"status": "finished", "wall_seconds": 6.0, "curvature": [{"sharpness_hvps": 3}]},  # untimed
+            {"status": "diverged", "wall_seconds": 1.0, "curvature": rows}]
+    cost = measurement_cost(runs)
+    assert cost["runs"] == 2 and cost["measurements_per_run"] == 2
+    assert cost["share_mean"] == pytest.approx(0.4) and cost["hvps_per_sharpness"] == 8

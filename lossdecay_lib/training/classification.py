@@ -265,6 +265,8 @@ def train_classifier(config: ClassificationConfig, data_root=None, device: str =
     stateful = dict(model=model, optimizer=optimizer)
     if adaptive is not None:
         stateful["weight"] = adaptive
+    if tracker is not None:
+        stateful["curvature"] = tracker
     start_epoch, step, record = run.resume(record, **stateful)
     if tracker is not None:
         tracker.rows[:] = record.get("curvature", [])
