@@ -24,7 +24,7 @@ from ..tracking import CurvatureTracker
 from ..models import MODEL_NAMES, build_model, channels_last_is_safe, weight_layers
 from ..optimizers import build_optimizer, check_optimizer_name
 from ..profiles import get_profile, resolve_device
-from ..records import provenance, seed_everything
+from ..records import seed_everything
 from ..schedules import Progress, Schedule, constant
 from ..checks import check_name, check_non_negative_int, check_positive_int
 from ..weighting import ScheduledWeight, check_place
@@ -213,7 +213,6 @@ def train_classifier(config: ClassificationConfig, data_root=None, device: str =
     run = RecordedRun.for_config(config, store, force=force, checkpoint_every=checkpoint_every)
     if run.finished is not None:
         return run.finished
-    store, key = run.store, run.key
 
     dev = resolve_device(device)
     train = load_cifar10("train", data_root, per_class=config.train_per_class, seed=0, download=True)
@@ -244,19 +243,13 @@ def train_classifier(config: ClassificationConfig, data_root=None, device: str =
     layer_grads = [layer.weight for _, layer in layers]
     schedule_free = _uses_schedule_free(optimizer)
 
-    record = {
-        "key": key,
-        "kind": "classification",
-        "label": config.label,
-        "config": config.describe(),
-        "provenance": provenance(get_profile(config.profile), config.seed, dev),
+    record = run.new_record("classification", config, dev)
+    record.update({
         "data": {"train_images": len(train), "test_images": len(test), "source": train.source,
                  "steps_per_epoch": steps_per_epoch},
         "layers": [name for name, _ in layers],
         "negative_weights": lowest_weight < 0,
-        "status": "running",
-        "epochs": [],
-    }
+    })
     tracker = None
     if config.curvature_every:
         fixed_batch = next(iter(CifarBatches(train, config.batch_size, train=False, device=dev,

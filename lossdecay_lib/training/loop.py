@@ -82,6 +82,17 @@ class RecordedRun:
         return cls(store, store.key(config.describe()), force=force, checkpoint_every=checkpoint_every,
                    label=config.label)
 
+    def new_record(self, kind: str, config, device) -> Dict:
+        """The head every run record starts with: key, kind, label, configuration, provenance (profile,
+        seed, device, versions, date), ``status: running`` and no epochs yet. A loop adds its own
+        fields (data facts, layers, ...)."""
+        from ..profiles import get_profile
+        from ..records import provenance
+
+        return {"key": self.key, "kind": kind, "label": config.label, "config": config.describe(),
+                "provenance": provenance(get_profile(config.profile), config.seed, device),
+                "status": "running", "epochs": []}
+
     # -- the steps of an epoch ------------------------------------------------------------------------
     def log_step(self, weight: float, lr: float) -> None:
         """Remember the weight and learning rate in force at this step (host floats, no sync)."""

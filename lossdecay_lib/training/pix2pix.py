@@ -42,7 +42,7 @@ from ..equivalence import AdamLagModel
 from ..metrics import ImageScores
 from ..models.pix2pix import PatchDiscriminator, UNetGenerator
 from ..profiles import get_profile, resolve_device
-from ..records import provenance, seed_everything
+from ..records import seed_everything
 from ..schedules import Schedule, constant
 from ..checks import check_name, check_non_negative_int, check_positive_int
 from ..weighting import ScheduledWeight, check_place
@@ -288,12 +288,8 @@ def train_pix2pix(config: Pix2PixConfig, data_root=None, device: str = "auto", s
     lag = AdamLagModel(tuple(config.betas))
     before = [torch.empty_like(p) for p in g_params]
 
-    record = {
-        "key": key,
-        "kind": "pix2pix",
-        "label": config.label,
-        "config": config.describe(),
-        "provenance": provenance(get_profile(config.profile), config.seed, dev),
+    record = run.new_record("pix2pix", config, dev)
+    record.update({
         "data": {"dataset": config.dataset, "direction": train_set.direction, "train_images": n_train,
                  "test_images": n_test, "train_files_available": len(train_set), "test_files_available": len(test_set),
                  "load_size": config.load_size, "crop_size": config.image_size, "steps_per_epoch": steps_per_epoch,
@@ -304,9 +300,7 @@ def train_pix2pix(config: Pix2PixConfig, data_root=None, device: str = "auto", s
         "lowest_weight": lowest_weight,
         "samples_file": _samples_path(store, key).name,
         "sample_indices": sample_idx,
-        "status": "running",
-        "epochs": [],
-    }
+    })
     stateful = dict(generator=generator, discriminator=discriminator, opt_g=opt_g, opt_d=opt_d,
                     shadow=shadow, lag=lag)
     start_epoch, step, record = run.resume(record, **stateful)

@@ -41,7 +41,7 @@ from ..metrics import ConfusionMatrix, segmentation_scores
 from ..models.pspnet import AUX_LOSS_WEIGHT, BACKBONES, PSPNet, cached_imagenet_weights
 from ..models import channels_last_is_safe
 from ..profiles import get_profile, resolve_device
-from ..records import provenance, seed_everything
+from ..records import seed_everything
 from ..schedules import Schedule, constant, poly
 from ..checks import check_name, check_non_negative_int, check_positive_int
 from ..weighting import ScheduledWeight, check_place
@@ -348,12 +348,8 @@ def train_segmenter(config: SegmentationConfig, data_root=None, device: str = "a
     controller = ScheduleController(optimizer, weight, config.lr_schedule, steps_per_epoch, config.epochs)
     shown = _shown_positions(len(val))
 
-    record = {
-        "key": key,
-        "kind": "segmentation",
-        "label": config.label,
-        "config": config.describe(),
-        "provenance": provenance(get_profile(config.profile), config.seed, dev),
+    record = run.new_record("segmentation", config, dev)
+    record.update({
         "data": {"dataset": info.name, "train_images": len(train), "val_images": len(val),
                  "num_classes": info.num_classes, "class_names": list(info.class_names),
                  "ignore_index": info.ignore_index, "steps_per_epoch": steps_per_epoch,
@@ -362,9 +358,7 @@ def train_segmenter(config: SegmentationConfig, data_root=None, device: str = "a
         "backbone_weights_file": model.backbone_init if config.pretrained else None,
         "aux_loss_weight": AUX_LOSS_WEIGHT,
         "negative_weights": lowest_weight < 0,
-        "status": "running",
-        "epochs": [],
-    }
+    })
     start_epoch, step, record = run.resume(record, model=model, optimizer=optimizer)
     bar = progress_bar(config.epochs * steps_per_epoch, f"{config.label or 'PSPNet'}, seed {config.seed}", progress)
     if bar is not None:
