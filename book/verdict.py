@@ -131,7 +131,7 @@ display(Markdown("\n".join(lines)))
 # the verdict is "not supported": the late accuracy jump of death convergence does not come in the last
 # tenth of training; the paper's weighting is far *behind* the runner-up it claims to lead (Fig. 4c);
 # for plain SGD, loss decay *is* learning-rate decay, to the last bit; the curvature term $g^T H g$ grows
-# two- to fivefold, not tenfold, and the accuracy jumps do not follow the stability crossing. The other
+# at most about threefold, not tenfold, and the accuracy jumps do not follow the stability crossing. The other
 # claims are "inconclusive": their differences lie within two standard errors of zero at this scale,
 # which the `gpu` and `paper` profiles may settle (`-p profile gpu` for every chapter, then this page).
 

@@ -70,6 +70,7 @@ class CurvatureSizes:
     width: int
     every: int  # steps between measurements of g^T g and g^T H g
     sharpness_every: int  # top Hessian eigenvalue at every k-th measurement
+    measure_batch: int = 0  # training images in the fixed measurement batch (0: batch_size)
 
 
 @dataclass(frozen=True)
@@ -134,7 +135,7 @@ PROFILES: Dict[str, Profile] = {
         curve_steps_per_epoch=50,
         equivalence=EquivalenceSizes(steps=60, batch_size=32, per_class=64, depth=6, width=8),
         classification=ClassificationSizes(train_per_class=200, test_per_class=100, epochs=20, batch_size=100, depths=(40, 50), width=8, resnet_width=8),
-        curvature=CurvatureSizes(train_per_class=200, epochs=15, batch_size=100, depth=12, width=8, every=20, sharpness_every=3),
+        curvature=CurvatureSizes(train_per_class=200, epochs=15, batch_size=100, depth=12, width=8, every=20, sharpness_every=3, measure_batch=50),
         segmentation=SegmentationSizes(backbone="resnet18", train_images=80, val_images=24, crop=64, image_size=72, epochs=8, batch_size=4),
         pix2pix=Pix2PixSizes(train_images=64, test_images=30, image_size=128, num_downs=7, ngf=16, ndf=16, epochs=10, batch_size=1),
     ),

@@ -162,3 +162,12 @@ def test_loss_decay_means_the_same_under_bf16_autocast(store):
         _tiny(precision="fp16").validate()
     with pytest.raises(ValueError, match="compile must be True or False"):
         _tiny(compile="yes").validate()
+
+
+def test_the_measurement_batch_can_be_smaller_than_the_training_batch(store):
+    tracked = _tiny(curvature_every=5, curvature_batch=8)
+    assert tracked.describe()["curvature_batch"] == 8 and "curvature_batch" not in _tiny().describe()
+    rec = train_classifier(tracked, store=store, progress=False)
+    full = train_classifier(tracked.with_(curvature_batch=0), store=store, progress=False)
+    assert [r["gTg"] for r in rec["curvature"]] != [r["gTg"] for r in full["curvature"]]  # another batch
+    assert [e["test_acc"] for e in rec["epochs"]] == [e["test_acc"] for e in full["epochs"]]  # same training

@@ -64,12 +64,14 @@ class ClassificationConfig:
     augment: bool = True
     curvature_every: int = 0  # measure Eq. 2's terms every this many steps (0: never); see tracking.py
     sharpness_every: int = 0  # also the top Hessian eigenvalue at every k-th of those measurements
+    curvature_batch: int = 0  # images in the fixed measurement batch (0: batch_size); cost scales with it
     precision: str = "fp32"  # "bf16": forward under bf16 autocast; the loss and its weight stay fp32
     compile: bool = False  # torch.compile the network for training (off: eager, the default)
     label: str = ""  # a reader's name for the run in figures; not part of the key
 
     #: Fields added after records existed; left out of the key at these defaults so old keys still hold.
-    _KEY_DEFAULTS = {"curvature_every": 0, "sharpness_every": 0, "precision": "fp32", "compile": False}
+    _KEY_DEFAULTS = {"curvature_every": 0, "sharpness_every": 0, "curvature_batch": 0, "precision": "fp32",
+                     "compile": False}
     PRECISIONS = ("fp32", "bf16")
 
     def validate(self) -> None:
@@ -82,7 +84,7 @@ class ClassificationConfig:
             check_positive_int(name, getattr(self, name))
         for name in ("train_per_class", "test_per_class"):
             check_positive_int(name, getattr(self, name), allow_none=True)
-        for name in ("curvature_every", "sharpness_every", "seed"):
+        for name in ("curvature_every", "sharpness_every", "curvature_batch", "seed"):
             check_non_negative_int(name, getattr(self, name))
         check_name(self.precision, self.PRECISIONS, "precision")
         if not isinstance(self.compile, bool):
@@ -115,7 +117,8 @@ class ClassificationConfig:
             c = prof.curvature
             fields.update(model_settings=(("depth", depth or c.depth), ("widths", c.width)),
                           train_per_class=c.train_per_class, epochs=c.epochs, batch_size=c.batch_size,
-                          curvature_every=c.every, sharpness_every=c.sharpness_every)
+                          curvature_every=c.every, sharpness_every=c.sharpness_every,
+                          curvature_batch=c.measure_batch)
         return cls(**fields).with_(**changes)
 
     def with_(self, **changes) -> "ClassificationConfig":
@@ -252,8 +255,8 @@ def train_classifier(config: ClassificationConfig, data_root=None, device: str =
     })
     tracker = None
     if config.curvature_every:
-        fixed_batch = next(iter(CifarBatches(train, config.batch_size, train=False, device=dev,
-                                             channels_last=channels_last)))
+        fixed_batch = next(iter(CifarBatches(train, config.curvature_batch or config.batch_size, train=False,
+                                             device=dev, channels_last=channels_last)))
         tracker = CurvatureTracker(model, fixed_batch, config.curvature_every, config.sharpness_every)
     stateful = dict(model=model, optimizer=optimizer)
     if adaptive is not None:
