@@ -136,12 +136,11 @@ def load_timings(profile: str, store_root: Optional[Path] = None) -> Dict[str, D
 
 
 def _merge_timing(path: Path, name: str, entry: Dict) -> None:
-    from .atomic import write_atomically
+    from .records import write_json_atomic
 
     old = json.loads(path.read_text()) if path.is_file() else {}
     old[name] = entry
-    text = json.dumps(old, indent=1, sort_keys=True)
-    write_atomically(path, lambda tmp: tmp.write_text(text))
+    write_json_atomic(path, old)
 
 
 def chapter_parameters(root: Path, name: str) -> Dict[str, str]:

@@ -133,6 +133,16 @@ def plot_curves(x, series: Dict[str, Sequence[float]], xlabel: str, ylabel: str,
     return fig
 
 
+def _finish(fig, axes, used: int, title: str = ""):
+    """Hide the panels past the first ``used``, add the title, lay the figure out; returns it."""
+    for ax in list(axes.flat)[used:]:
+        ax.set_visible(False)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
 def draw_band(ax, records, metric: str, color: str, label: str, **line) -> bool:
     """On ``ax``: the per-epoch mean of ``metric`` over the finished ``records`` (a line) and +- one
     standard deviation (a band). Returns whether there was anything to draw; ``line`` styles the line."""
@@ -175,12 +185,7 @@ def plot_metric_bands(panels, metric: str = "test_acc", ylabel: str = "test accu
         ax.set_xlabel("epoch")
         ax.set_ylabel(ylabel)
         ax.legend(loc="best", fontsize=7.5)
-    for ax in list(axes.flat)[n:]:
-        ax.set_visible(False)
-    if title:
-        fig.suptitle(title)
-    fig.tight_layout()
-    return fig
+    return _finish(fig, axes, n, title)
 
 
 def plot_layer_grad_norms(groups, epochs: Sequence[int], title: str = ""):
@@ -499,12 +504,7 @@ def plot_step_multipliers(groups, base_lr: float, title: str = ""):
         ax.set_xlabel("epoch")
         ax.set_ylabel("step multiplier")
         ax.legend(loc="best", fontsize=7.5)
-    for ax in list(axes.flat)[n:]:
-        ax.set_visible(False)
-    if title:
-        fig.suptitle(title)
-    fig.tight_layout()
-    return fig
+    return _finish(fig, axes, n, title)
 
 
 def plot_final_image_metrics(groups, metrics=(("final_test_l1", "test L1 (lower is better)"),

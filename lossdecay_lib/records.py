@@ -128,6 +128,7 @@ def start_chapter(profile: str = "auto", seed: int = 0, device: str = "auto", qu
 
 def check_parameters(**parameters) -> None:
     """Validate chapter parameters by name (see :func:`start_chapter`); unknown kinds pass through."""
+    from .checks import check_positive_int
     from .data.paths import resolve_data_root
 
     for name, value in parameters.items():
@@ -138,5 +139,4 @@ def check_parameters(**parameters) -> None:
             if not isinstance(value, bool):
                 raise ValueError(f"force must be True or False, got {value!r}")
         elif name.endswith(("epochs", "batch_size", "images")):
-            if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value <= 0):
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+            check_positive_int(name, value, allow_none=True)

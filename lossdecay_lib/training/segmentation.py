@@ -321,7 +321,6 @@ def train_segmenter(config: SegmentationConfig, data_root=None, device: str = "a
     metrics the record names the backbone's initialisation (``backbone_init``) and the PNG beside it
     holding the final predictions for :data:`SHOWN_VAL_IMAGES` fixed val images.
     """
-
     run = RecordedRun.for_config(config, store, force=force, checkpoint_every=checkpoint_every)
     if run.finished is not None:
         return run.finished
