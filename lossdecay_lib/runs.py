@@ -20,7 +20,7 @@ from typing import Dict, Iterable, Iterator, List, Optional, Sequence, Tuple, Un
 
 from .records import read_json, write_json_atomic
 
-__all__ = ["RECORDS_ENV", "RunStore", "config_key", "group_by_label", "metric_curves", "summarize", "setting_name",
+__all__ = ["RECORDS_ENV", "RunStore", "config_key", "run_key", "group_by_label", "metric_curves", "summarize", "setting_name",
            "markdown_table", "mean_std", "compare", "jump_epoch"]
 
 RECORDS_ENV = "LOSSDECAY_RECORDS"
@@ -30,6 +30,18 @@ def config_key(description: Dict) -> str:
     """A short stable hash of a JSON-ready configuration."""
     text = json.dumps(description, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def run_key(config) -> str:
+    """The key of a run: :func:`config_key` of ``config.describe()`` without ``profile``.
+
+    A run is what it trains (network, data sizes, optimizer, schedules, seed...); the profile that asked
+    for it is provenance, kept in the record. Two profiles that share a section's sizes (``quick`` and
+    ``cpu`` share segmentation and pix2pix) share its runs.
+    """
+    description = dict(config.describe())
+    description.pop("profile", None)
+    return config_key(description)
 
 
 class RunStore:

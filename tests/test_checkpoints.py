@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from lossdecay_lib.checkpoints import load_checkpoint, save_checkpoint
-from lossdecay_lib.runs import RunStore
+from lossdecay_lib.runs import RunStore, run_key
 from lossdecay_lib.training import ClassificationConfig, train_classifier
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -45,7 +45,7 @@ def test_a_run_killed_mid_epoch_resumes_to_the_record_of_an_uninterrupted_run(tm
         train_classifier(ClassificationConfig(**{CONFIG!r}), store=RunStore({str(killed_store)!r}), progress=False)
     """))
     cfg = ClassificationConfig(**CONFIG)
-    key = RunStore(killed_store).key(cfg.describe())
+    key = run_key(cfg)
     checkpoint = killed_store / f"{key}.ckpt.pt"
     env = dict(os.environ, OMP_NUM_THREADS="1")
     proc = subprocess.Popen([sys.executable, str(script)], env=env, cwd=ROOT)

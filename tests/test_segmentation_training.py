@@ -14,7 +14,7 @@ import torch
 from lossdecay_lib import schedules as S
 from lossdecay_lib.data.paths import DATA_ENV
 from lossdecay_lib.models.pspnet import AUX_LOSS_WEIGHT
-from lossdecay_lib.runs import RunStore
+from lossdecay_lib.runs import RunStore, run_key
 from lossdecay_lib.training import SegmentationConfig, train_segmenter
 from lossdecay_lib.training.segmentation import load_val_predictions, validation_examples
 
@@ -44,7 +44,7 @@ def test_tiny_camvid_run_is_recorded_scored_and_reloaded_by_key(data_root, store
     config = _tiny(label="tiny")
     record = train_segmenter(config, data_root=data_root, store=store, progress=False)
     assert record["status"] == "finished" and record["kind"] == "segmentation"
-    assert record["key"] == store.key(config.describe())
+    assert record["key"] == run_key(config)
     assert record["backbone_init"] == "random" and record["aux_loss_weight"] == AUX_LOSS_WEIGHT
     assert record["data"]["train_images"] == 2 and record["data"]["val_images"] == 2
     (epoch,) = record["epochs"]

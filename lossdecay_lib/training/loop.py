@@ -74,12 +74,13 @@ class RecordedRun:
     @classmethod
     def for_config(cls, config, store=None, *, force: bool = False, checkpoint_every: int = 1) -> "RecordedRun":
         """Validate ``config`` (its ``validate()``) and open its run in ``store`` (default: the checkout's
-        records, :meth:`lossdecay_lib.runs.RunStore.default`), keyed by ``config.describe()``."""
-        from ..runs import RunStore
+        records, :meth:`lossdecay_lib.runs.RunStore.default`), keyed by what it trains
+        (:func:`lossdecay_lib.runs.run_key`: ``config.describe()`` without the profile's name)."""
+        from ..runs import RunStore, run_key
 
         config.validate()
         store = store or RunStore.default()
-        return cls(store, store.key(config.describe()), force=force, checkpoint_every=checkpoint_every,
+        return cls(store, run_key(config), force=force, checkpoint_every=checkpoint_every,
                    label=config.label)
 
     def new_record(self, kind: str, config, device) -> Dict:
