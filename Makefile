@@ -4,6 +4,9 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 PROFILE ?= auto
+# Training runs in parallel processes of one thread each (default: the number of cores).
+JOBS ?=
+JOBS_ARG := $(if $(JOBS),--jobs $(JOBS),)
 STAMP := $(VENV)/.installed
 
 # Data: $LOSSDECAY_DATA if set, else ../shared/data when this checkout has it beside it.
@@ -16,7 +19,7 @@ endif
 # Their training runs keep records under _build/, so tests always train afresh and never touch records/.
 TEST_ENV := OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 LOSSDECAY_RECORDS=$(CURDIR)/_build/test-records
 
-.PHONY: setup book test unit clean sync
+.PHONY: setup book test unit clean sync records
 
 setup: $(STAMP)
 
@@ -29,9 +32,15 @@ $(STAMP): requirements.txt pyproject.toml
 
 ## make book: execute every chapter with papermill (PROFILE=auto|smoke|cpu|gpu|paper) and build _build/html.
 book: $(STAMP)
-	$(PY) -m lossdecay_lib.chapters run --profile $(PROFILE) --out _build/executed
+	$(PY) -m lossdecay_lib.chapters run --profile $(PROFILE) --out _build/executed $(JOBS_ARG)
 	$(PY) -m lossdecay_lib.chapters build --executed _build/executed
 	@echo "open _build/html/index.html"
+
+## make records PROFILE=cpu: train every missing run of the classification chapters, in parallel, resuming
+## interrupted runs (COMMIT=1: git-commit each finished record as it lands).
+records: $(STAMP)
+	OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(PY) -m lossdecay_lib.campaign --profile $(if $(filter auto,$(PROFILE)),cpu,$(PROFILE)) \
+		$(JOBS_ARG) $(if $(COMMIT),--commit,)
 
 ## make test: unit tests, every chapter executed in the smoke profile, the book built from it, and nbval.
 test: $(STAMP)

@@ -48,11 +48,11 @@ force = False  # True: retrain even where a finished run record exists
 # %%
 from IPython.display import Markdown, display
 
-from lossdecay_lib import schedules as S
+from lossdecay_lib import experiments
 from lossdecay_lib.plots import plot_metric_bands
 from lossdecay_lib.records import start_chapter
 from lossdecay_lib.runs import group_by_label, jump_epoch, markdown_table, mean_std, summarize
-from lossdecay_lib.training import ClassificationConfig, train_seeds
+from lossdecay_lib.training import train_seeds
 
 run = start_chapter(profile=profile, seed=seed, data_root=data_root, force=force)
 sizes = run.profile.classification
@@ -71,17 +71,8 @@ display(Markdown(sizes.table(seeds, network=f"plain, depth {depth}, widths {widt
 # at 70% of training.
 
 # %%
-settings = {
-    "fixed lr, constant weight": dict(weight=S.constant(1.0)),
-    "fixed lr, loss decay 2 -> 0": dict(weight=S.linear_decay(start=2.0)),
-    "poly lr, constant weight": dict(weight=S.constant(1.0), lr_schedule=S.poly(0.9)),
-    "poly lr, loss decay 2 -> 0": dict(weight=S.linear_decay(start=2.0), lr_schedule=S.poly(0.9)),
-    "fixed lr, loss decay 3 -> 0": dict(weight=S.linear_decay(start=3.0)),
-    "fixed lr, long tail 2 -> 0.1": dict(weight=S.long_tail(start=2.0, end=0.1)),
-    "fixed lr, authors' code weight": dict(weight=S.stretched(S.authors_code_weight(), epochs=100)),
-}
-configs = [ClassificationConfig.from_profile(run.profile.name, depth=depth, label=name, **kw)
-           for name, kw in settings.items()]
+settings = experiments.death_convergence(run.profile.name)  # the settings above, in the library
+configs = list(settings.values())
 groups = group_by_label(train_seeds(configs, seeds, data_root=data_root, force=force))
 
 # %%

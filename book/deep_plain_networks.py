@@ -48,11 +48,11 @@ force = False  # True: retrain even where a finished run record exists
 import numpy as np
 from IPython.display import Markdown, display
 
-from lossdecay_lib import schedules as S
+from lossdecay_lib import experiments
 from lossdecay_lib.plots import plot_layer_grad_norms, plot_metric_bands
 from lossdecay_lib.records import start_chapter
 from lossdecay_lib.runs import compare, group_by_label, markdown_table, summarize
-from lossdecay_lib.training import ClassificationConfig, train_seeds
+from lossdecay_lib.training import train_seeds
 
 run = start_chapter(profile=profile, seed=seed, data_root=data_root, force=force)
 sizes = run.profile.classification
@@ -70,14 +70,10 @@ display(Markdown(sizes.table(seeds, network=f"plain, depths {', '.join(map(str, 
 # decay, `linear_decay(start=2.0)`. Finished runs are loaded from their records.
 
 # %%
-settings = {"constant weight 1": S.constant(1.0), "loss decay 2 -> 0": S.linear_decay(start=2.0)}
 records = {}
-for depth in sizes.depths:
-    configs = [
-        ClassificationConfig.from_profile(run.profile.name, depth=depth, weight=w, label=f"{name}, depth {depth}")
-        for name, w in settings.items()
-    ]
-    records[depth] = group_by_label(train_seeds(configs, seeds, data_root=data_root, force=force))
+for depth, configs in experiments.deep_plain_networks(run.profile.name).items():
+    runs = train_seeds(list(configs.values()), seeds, data_root=data_root, force=force)
+    records[depth] = group_by_label(runs)
 
 # %%
 fig = plot_metric_bands(

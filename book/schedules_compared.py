@@ -47,17 +47,16 @@ force = False  # True: retrain even where a finished run record exists
 # %%
 from IPython.display import Markdown, display
 
-from lossdecay_lib import schedules as S
+from lossdecay_lib import experiments
 from lossdecay_lib.plots import plot_metric_bands
 from lossdecay_lib.records import start_chapter
 from lossdecay_lib.runs import compare, group_by_label, markdown_table, summarize
-from lossdecay_lib.training import ClassificationConfig, train_seeds
+from lossdecay_lib.training import train_seeds
 
 run = start_chapter(profile=profile, seed=seed, data_root=data_root, force=force)
 sizes = run.profile.classification
 seeds = run.seeds
 depth = sizes.depths[0]
-steps = sizes.epochs * (sizes.train_images // sizes.batch_size)
 widths = f"{sizes.width}/{2 * sizes.width}/{4 * sizes.width}"
 display(Markdown(sizes.table(seeds, network=f"plain, depth {depth}, widths {widths}; ResNet-34, width {sizes.resnet_width}")))
 
@@ -80,29 +79,8 @@ display(Markdown(sizes.table(seeds, network=f"plain, depth {depth}, widths {widt
 #   per-epoch poly learning rate *and* their code weight, against the same ResNet with poly alone.
 
 # %%
-fixed = dict(depth=depth)
-settings = {
-    "paper's weighting (Fig. 4a)": dict(weight=S.stretched(S.authors_code_weight(), epochs=100), **fixed),
-    "loss decay 2 -> 0": dict(weight=S.linear_decay(start=2.0), **fixed),
-    "same schedule on the lr (Fig. 4d)": dict(weight=S.linear_decay(start=2.0), weight_place="lr", **fixed),
-    "piecewise constant lr": dict(lr_schedule=S.piecewise_constant((0.5, 0.75)), **fixed),
-    "random weight U(0, 1)": dict(weight=S.random_uniform(seed=0), **fixed),
-    "cosine lr": dict(lr_schedule=S.cosine(), **fixed),
-    "linear-to-zero lr": dict(lr_schedule=S.linear_to_zero(), **fixed),
-    "Schedule-Free SGD": dict(
-        optimizer="sgd_schedule_free",
-        optimizer_settings=dict(lr=1.0, momentum=0.9, weight_decay=1e-4, warmup_steps=max(1, steps // 20)),
-        **fixed,
-    ),
-}
-resnet = dict(model="resnet34_cifar", model_settings=dict(width=sizes.resnet_width))
-authors = {
-    "ResNet-34, poly lr": dict(lr_schedule=S.per_epoch(S.poly(0.9)), **resnet),
-    "ResNet-34, poly lr x code weight (authors' code)": dict(
-        lr_schedule=S.per_epoch(S.poly(0.9)), weight=S.stretched(S.authors_code_weight(), epochs=100), **resnet),
-}
-configs = [ClassificationConfig.from_profile(run.profile.name, label=name, **kw)
-           for name, kw in {**settings, **authors}.items()]
+settings = experiments.schedules_compared(run.profile.name)  # the settings above, in the library
+configs = list(settings.values())
 groups = group_by_label(train_seeds(configs, seeds, data_root=data_root, force=force))
 
 # %%

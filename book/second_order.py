@@ -58,13 +58,13 @@ force = False  # True: retrain even where a finished run record exists
 # %%
 from IPython.display import Markdown, display
 
-from lossdecay_lib import schedules as S
+from lossdecay_lib import experiments
 from lossdecay_lib.curvature import stability_ratio
 from lossdecay_lib.plots import plot_curvature_along_training, plot_metric_bands, plot_quadratic_check
 from lossdecay_lib.records import start_chapter
 from lossdecay_lib.runs import compare, group_by_label, jump_epoch, markdown_table, mean_std, summarize
 from lossdecay_lib.tracking import measurement_cost
-from lossdecay_lib.training import AUTHORS_SGD, ClassificationConfig, train_seeds
+from lossdecay_lib.training import AUTHORS_SGD, train_seeds
 
 run = start_chapter(profile=profile, seed=seed, data_root=data_root, force=force)
 c = run.profile.curvature
@@ -80,16 +80,8 @@ print(c)
 
 # %%
 momentum, weight_decay = dict(AUTHORS_SGD)["momentum"], dict(AUTHORS_SGD)["weight_decay"]
-settings = {
-    "constant weight 1": S.constant(1.0),
-    "loss decay 2 -> 0": S.linear_decay(start=2.0),
-    "loss decay 3 -> 0": S.linear_decay(start=3.0),
-    "long tail 2 -> 0.1": S.long_tail(start=2.0, end=0.1),
-    "authors' code weight": S.stretched(S.authors_code_weight(), epochs=100),
-    "curvature-adaptive (max 2)": S.curvature_adaptive(max_weight=2.0, momentum=momentum),
-}
-configs = [ClassificationConfig.from_profile(run.profile.name, curvature=True, weight=w, label=name)
-           for name, w in settings.items()]
+settings = experiments.second_order(run.profile.name)  # the settings above, in the library
+configs = list(settings.values())
 groups = group_by_label(train_seeds(configs, seeds, data_root=data_root, force=force))
 
 # %%

@@ -214,6 +214,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     run.add_argument("--only", nargs="*", default=[], help="chapter names (default: all)")
     run.add_argument("--out", default="_build/executed", help="folder for executed notebooks (under _build/)")
     run.add_argument("-p", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"), help="extra parameter")
+    run.add_argument("--jobs", type=int, default=None,
+                     help="training runs in parallel processes, one thread each (default: the number of cores)")
     build = sub.add_parser("build", help="build the HTML book from executed chapters")
     build.add_argument("--executed", default="_build/executed")
     build.add_argument("--out", default=None, help="folder that receives _build/html (default: the checkout)")
@@ -225,6 +227,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         if args.seed is not None:
             params["seed"] = args.seed
         params.update({k: _parse_value(v) for k, v in args.p})
+        if args.jobs is not None:
+            from .campaign import JOBS_ENV, check_jobs
+
+            os.environ[JOBS_ENV] = str(check_jobs(args.jobs))  # the kernels inherit it (train_seeds)
         run_chapters(root, root / args.out, params, args.only)
     else:
         html = build_book(root, root / args.executed, root / args.out if args.out else None)

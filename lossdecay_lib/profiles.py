@@ -1,7 +1,12 @@
 """Profiles: one parameter, ``profile``, sets the scale of every experiment in the book.
 
 - ``smoke``: for tests; each chapter runs in well under a minute on 2 CPU cores (on real data).
-- ``cpu``: a real but reduced experiment a laptop CPU finishes in minutes per chapter.
+- ``quick``: a real but reduced experiment a laptop CPU finishes in minutes per chapter (2,000
+  CIFAR-10 training images, 20 epochs): results in minutes, networks that barely learn.
+- ``cpu``: the rendered book's profile on a CPU. Classification on all 50,000 CIFAR-10 training images
+  and the whole 10,000-image test set, images average-pooled to 16x16 so that a 2-core CPU can train
+  20 epochs of a 40-layer plain network in about 25 minutes per run; the compute goes to depth and
+  epochs, not pixels. Segmentation and pix2pix at the ``quick`` sizes.
 - ``gpu``: full-size data on one modern GPU, minutes per chapter.
 - ``paper``: the paper's own protocol (epochs, batch sizes, networks).
 - ``auto`` (the default of every chapter) picks ``gpu`` when CUDA is available, else ``cpu``.
@@ -41,6 +46,12 @@ class ClassificationSizes:
     depths: Tuple[int, ...]  # plain networks compared (the paper's Fig. 1: 40 and 50 layers)
     width: int  # channels of the first stage (then 2x, 4x); He et al.'s CIFAR width is 16
     resnet_width: int  # first-stage width of the authors' CIFAR ResNet-34 (theirs: 64)
+    image_size: int = 32  # images average-pooled to this side after augmentation (32: as stored)
+    curvature_every: int = 0  # measure Eq. 2's terms along every run every this many steps (0: never)
+    sharpness_every: int = 0  # and the top Hessian eigenvalue at every k-th measurement
+    measure_batch: int = 0  # images in the fixed measurement batch (0: batch_size)
+    #: today's schedules run beside the paper's in "Schedules compared" (experiments.EXTRA_BASELINES)
+    extra_baselines: Tuple[str, ...] = ("cosine lr", "linear-to-zero lr", "Schedule-Free SGD")
 
     @property
     def train_images(self) -> int:
@@ -52,9 +63,9 @@ class ClassificationSizes:
 
     def table(self, seeds, network: str) -> str:
         """The sizes a chapter runs at, as a Markdown table (each chapter states them at its top)."""
-        head = ["training images", "test images", "epochs", "batch", "network", "seeds"]
-        row = [self.train_images, self.test_images, self.epochs, self.batch_size, network,
-               ", ".join(map(str, seeds))]
+        head = ["training images", "test images", "image size", "epochs", "batch", "network", "seeds"]
+        row = [f"{self.train_images:,}", f"{self.test_images:,}", f"{self.image_size}x{self.image_size}",
+               self.epochs, self.batch_size, network, ", ".join(map(str, seeds))]
         return "\n".join(["| " + " | ".join(head) + " |", "|" + "---|" * len(head),
                           "| " + " | ".join(map(str, row)) + " |"])
 
@@ -71,6 +82,7 @@ class CurvatureSizes:
     every: int  # steps between measurements of g^T g and g^T H g
     sharpness_every: int  # top Hessian eigenvalue at every k-th measurement
     measure_batch: int = 0  # training images in the fixed measurement batch (0: batch_size)
+    image_size: int = 32  # images average-pooled to this side after augmentation (32: as stored)
 
 
 @dataclass(frozen=True)
@@ -128,14 +140,30 @@ PROFILES: Dict[str, Profile] = {
         segmentation=SegmentationSizes(backbone="resnet18", train_images=4, val_images=3, crop=48, image_size=48, epochs=1, batch_size=2),
         pix2pix=Pix2PixSizes(train_images=4, test_images=3, image_size=64, num_downs=6, ngf=8, ndf=8, epochs=2, batch_size=1),
     ),
-    "cpu": Profile(
-        name="cpu",
-        description="a real but reduced experiment: minutes per chapter on a laptop CPU",
+    "quick": Profile(
+        name="quick",
+        description="results in minutes on a laptop CPU: 2,000 CIFAR-10 training images, 20 epochs",
         seeds=3,
         curve_steps_per_epoch=50,
         equivalence=EquivalenceSizes(steps=60, batch_size=32, per_class=64, depth=6, width=8),
         classification=ClassificationSizes(train_per_class=200, test_per_class=100, epochs=20, batch_size=100, depths=(40, 50), width=8, resnet_width=8),
         curvature=CurvatureSizes(train_per_class=200, epochs=15, batch_size=100, depth=12, width=8, every=20, sharpness_every=3, measure_batch=50),
+        segmentation=SegmentationSizes(backbone="resnet18", train_images=80, val_images=24, crop=64, image_size=72, epochs=8, batch_size=4),
+        pix2pix=Pix2PixSizes(train_images=64, test_images=30, image_size=128, num_downs=7, ngf=16, ndf=16, epochs=10, batch_size=1),
+    ),
+    "cpu": Profile(
+        name="cpu",
+        description=("the rendered book on a CPU: all 50,000 CIFAR-10 training images and 10,000 test images, "
+                     "average-pooled to 16x16 so that a 2-core CPU can train on all of them, 20 epochs"),
+        seeds=3,
+        curve_steps_per_epoch=50,
+        equivalence=EquivalenceSizes(steps=60, batch_size=32, per_class=64, depth=6, width=8),
+        classification=ClassificationSizes(train_per_class=None, test_per_class=None, epochs=20, batch_size=128,
+                                           depths=(40, 50), width=8, resnet_width=8, image_size=16,
+                                           curvature_every=100, sharpness_every=3, measure_batch=50,
+                                           extra_baselines=("cosine lr",)),
+        curvature=CurvatureSizes(train_per_class=None, epochs=20, batch_size=128, depth=40, width=8, every=100,
+                                 sharpness_every=3, measure_batch=50, image_size=16),
         segmentation=SegmentationSizes(backbone="resnet18", train_images=80, val_images=24, crop=64, image_size=72, epochs=8, batch_size=4),
         pix2pix=Pix2PixSizes(train_images=64, test_images=30, image_size=128, num_downs=7, ngf=16, ndf=16, epochs=10, batch_size=1),
     ),

@@ -86,7 +86,7 @@ def test_constant_then_linear():
     (dict(dataset="cityscapes"), "valid datasets: facades, maps"),
     (dict(gan_loss="wgan"), "valid GAN losses: lsgan, vanilla"),
     (dict(weight_place="logits"), "one of: loss, grad, lr"),
-    (dict(profile="laptop"), "valid profiles: smoke, cpu, gpu, paper, auto"),
+    (dict(profile="laptop"), "valid profiles: smoke, quick, cpu, gpu, paper, auto"),
     (dict(image_size=100), "divisible by 2\\*\\*num_downs = 64"),
     (dict(betas=(0.5, 1.5)), "betas must be two numbers in \\[0, 1\\)"),
     (dict(train_images=0), "train_images must be a positive integer or None"),

@@ -9,13 +9,13 @@ from lossdecay_lib.records import read_json, seed_everything, start_chapter, wri
 
 
 def test_unknown_profile_lists_the_valid_ones():
-    with pytest.raises(ValueError, match=r"unknown profile 'fast'; valid profiles: smoke, cpu, gpu, paper, auto"):
+    with pytest.raises(ValueError, match=r"unknown profile 'fast'; valid profiles: smoke, quick, cpu, gpu, paper, auto"):
         get_profile("fast")
 
 
 def test_auto_profile_follows_cuda():
     assert get_profile("auto").name == ("gpu" if torch.cuda.is_available() else "cpu")
-    assert set(PROFILE_NAMES) == {"smoke", "cpu", "gpu", "paper", "auto"}
+    assert set(PROFILE_NAMES) == {"smoke", "quick", "cpu", "gpu", "paper", "auto"}
 
 
 def test_profiles_grow_from_smoke_to_gpu():
@@ -80,7 +80,7 @@ def test_setting_names_show_diverged_runs_and_negative_weights():
 
 
 @pytest.mark.parametrize("parameters, error, message", [
-    (dict(profile="laptop"), ValueError, "unknown profile 'laptop'; valid profiles: smoke, cpu, gpu, paper, auto"),
+    (dict(profile="laptop"), ValueError, "unknown profile 'laptop'; valid profiles: smoke, quick, cpu, gpu, paper, auto"),
     (dict(seed=-1), ValueError, "seed must be a non-negative integer"),
     (dict(seed="3"), ValueError, "seed must be a non-negative integer"),
     (dict(device="tpu"), ValueError, "unknown device 'tpu'"),

@@ -67,11 +67,12 @@ class ClassificationConfig:
     curvature_batch: int = 0  # images in the fixed measurement batch (0: batch_size); cost scales with it
     precision: str = "fp32"  # "bf16": forward under bf16 autocast; the loss and its weight stay fp32
     compile: bool = False  # torch.compile the network for training (off: eager, the default)
+    image_size: int = 32  # images average-pooled to this side after augmentation (train, test, measurement)
     label: str = ""  # a reader's name for the run in figures; not part of the key
 
     #: Fields added after records existed; left out of the key at these defaults so old keys still hold.
     _KEY_DEFAULTS = {"curvature_every": 0, "sharpness_every": 0, "curvature_batch": 0, "precision": "fp32",
-                     "compile": False}
+                     "compile": False, "image_size": 32}
     PRECISIONS = ("fp32", "bf16")
 
     def validate(self) -> None:
@@ -87,6 +88,9 @@ class ClassificationConfig:
         for name in ("curvature_every", "sharpness_every", "curvature_batch", "seed"):
             check_non_negative_int(name, getattr(self, name))
         check_name(self.precision, self.PRECISIONS, "precision")
+        if self.image_size not in (8, 16, 32):
+            raise ValueError(f"image_size must be 8, 16 or 32 (CIFAR-10's 32 pixels average-pooled), "
+                             f"got {self.image_size!r}")
         if not isinstance(self.compile, bool):
             raise ValueError(f"compile must be True or False, got {self.compile!r}")
         if getattr(self.weight, "adaptive", False) and not self.curvature_every:
@@ -111,14 +115,16 @@ class ClassificationConfig:
             model_settings=(("depth", depth or sizes.depths[0]), ("widths", sizes.width)),
             train_per_class=sizes.train_per_class, test_per_class=sizes.test_per_class,
             epochs=sizes.epochs, batch_size=sizes.batch_size,
-            optimizer="sgd", optimizer_settings=AUTHORS_SGD,
+            optimizer="sgd", optimizer_settings=AUTHORS_SGD, image_size=sizes.image_size,
+            curvature_every=sizes.curvature_every, sharpness_every=sizes.sharpness_every,
+            curvature_batch=sizes.measure_batch,
         )
         if curvature:
             c = prof.curvature
             fields.update(model_settings=(("depth", depth or c.depth), ("widths", c.width)),
                           train_per_class=c.train_per_class, epochs=c.epochs, batch_size=c.batch_size,
                           curvature_every=c.every, sharpness_every=c.sharpness_every,
-                          curvature_batch=c.measure_batch)
+                          curvature_batch=c.measure_batch, image_size=c.image_size)
         return cls(**fields).with_(**changes)
 
     def with_(self, **changes) -> "ClassificationConfig":
@@ -224,9 +230,10 @@ def train_classifier(config: ClassificationConfig, data_root=None, device: str =
     # probe network does not change the run's random numbers.
     channels_last = channels_last_is_safe(build_model(config.model, **dict(config.model_settings)), dev)
     seed_everything(config.seed)
+    pool = 32 // config.image_size
     train_batches = CifarBatches(train, config.batch_size, device=dev, seed=config.seed, augment=config.augment,
-                                 channels_last=channels_last)
-    test_batches = CifarBatches(test, 500, train=False, device=dev, channels_last=channels_last)
+                                 channels_last=channels_last, pool=pool)
+    test_batches = CifarBatches(test, 500, train=False, device=dev, channels_last=channels_last, pool=pool)
     steps_per_epoch = len(train_batches)
     if steps_per_epoch == 0:
         raise ValueError(f"batch_size {config.batch_size} is larger than the {len(train)} training images")
@@ -256,7 +263,7 @@ def train_classifier(config: ClassificationConfig, data_root=None, device: str =
     tracker = None
     if config.curvature_every:
         fixed_batch = next(iter(CifarBatches(train, config.curvature_batch or config.batch_size, train=False,
-                                             device=dev, channels_last=channels_last)))
+                                             device=dev, channels_last=channels_last, pool=pool)))
         tracker = CurvatureTracker(model, fixed_batch, config.curvature_every, config.sharpness_every)
     stateful = dict(model=model, optimizer=optimizer)
     if adaptive is not None:
@@ -281,6 +288,7 @@ def train_classifier(config: ClassificationConfig, data_root=None, device: str =
             optimizer.train()
         sums = torch.zeros(4, device=dev, dtype=torch.float64)  # loss, weighted loss, correct, grad norm
         layer_sums = torch.zeros(len(layers), device=dev, dtype=torch.float64)
+        step_sums = torch.zeros(len(layers), device=dev, dtype=torch.float64)  # ||w_{t+1} - w_t|| / ||w_t||
         grad_norm = torch.zeros((), device=dev, dtype=torch.float64)
         watch = NonFiniteWatch(dev)
         count = 0
@@ -298,7 +306,11 @@ def train_classifier(config: ClassificationConfig, data_root=None, device: str =
             with autocast:
                 logits = forward(x)
             loss = F.cross_entropy(logits.float(), y)  # fp32 loss: the weight scales the unrounded loss
+            before = [t.detach().clone() for t in layer_grads]
             w, lr = controller.step(step, loss, after_backward=log_gradients)
+            with torch.no_grad():
+                moved = torch._foreach_norm(torch._foreach_sub([t.detach() for t in layer_grads], before))
+                step_sums.add_((torch.stack(moved) / torch.stack(torch._foreach_norm(before))).double())
             if measure:
                 row = tracker.after_step(step, epoch, w, lr)
                 if adaptive is not None:
@@ -335,6 +347,11 @@ def train_classifier(config: ClassificationConfig, data_root=None, device: str =
             "lr_mean": lr_mean,
             "grad_norm": grad_sum / n_steps,
             "layer_grad_norms": [v / n_steps for v in layer_sums.tolist()],
+            # issue 19: per layer, the weight norm at the epoch's end and the mean effective step (the
+            # update's norm over the weights' norm: the angular step of a scale-invariant layer)
+            "layer_weight_norms": [float(v) for v in torch.stack(torch._foreach_norm(
+                [t.detach() for t in layer_grads])).tolist()],
+            "layer_effective_steps": [v / n_steps for v in step_sums.tolist()],
             "seconds": run.elapsed,
         })
         if bar is not None:
@@ -350,6 +367,27 @@ def train_classifier(config: ClassificationConfig, data_root=None, device: str =
     })
 
 
-def train_seeds(configs: Sequence[ClassificationConfig], seeds: Sequence[int], **kwargs) -> List[Dict]:
-    """Every configuration at every seed (finished runs are loaded, not retrained); records in order."""
-    return [train_classifier(c.with_(seed=s), **kwargs) for c in configs for s in seeds]
+def train_seeds(configs: Sequence[ClassificationConfig], seeds: Sequence[int], jobs: Optional[int] = None,
+                **kwargs) -> List[Dict]:
+    """Every configuration at every seed, records in order; finished runs are loaded, not retrained.
+
+    The runs still to train go to ``jobs`` processes of one thread each (default:
+    :func:`lossdecay_lib.campaign.default_jobs`, the number of cores on a CPU); each record is the one a
+    sequential run writes.
+    """
+    from ..campaign import default_jobs, run_parallel
+    from ..runs import RunStore, run_key
+
+    runs = [c.with_(seed=s) for c in configs for s in seeds]
+    for c in runs:
+        c.validate()
+    store = kwargs.setdefault("store", None) or RunStore.default()
+    kwargs["store"] = store
+    force = kwargs.get("force", False)
+    todo = [c for c in runs if force or store.load(run_key(c)) is None]
+    if todo:
+        jobs = default_jobs() if jobs is None else jobs
+        if jobs > 1 and len(todo) > 1:
+            run_parallel(train_classifier, todo, jobs, **dict(kwargs, progress=False))
+            kwargs["force"] = False  # the pool trained them: load them below
+    return [train_classifier(c, **kwargs) for c in runs]

@@ -1,0 +1,145 @@
+"""The runs of the classification chapters, by chapter: one place that both the chapter and the
+training campaign read.
+
+Each function returns ``{label: ClassificationConfig}`` (seed 0) at the sizes of ``profile``; a
+chapter trains them at its seeds with :func:`lossdecay_lib.training.train_seeds`, and
+``python -m lossdecay_lib.campaign`` trains every missing run of the chosen chapters ahead of
+rendering, in parallel (:data:`CHAPTERS` is also its priority order). Runs that two chapters share
+(the 40-layer constant-weight and loss-decay runs, for instance) have one key and train once.
+
+Which settings a chapter runs is the paper's choice, written out in each function's docstring with
+the figure it reproduces; the chapters name their comparators from these labels before results are
+read.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Dict, List, Sequence
+
+from . import schedules as S
+from .profiles import get_profile
+from .training.classification import AUTHORS_SGD, ClassificationConfig
+
+__all__ = ["deep_plain_networks", "death_convergence", "schedules_compared", "second_order",
+           "CHAPTERS", "campaign_configs", "EXTRA_BASELINES"]
+
+#: Today's schedules, beside the paper's (Fig. 4c compares only the paper's methods); a profile lists
+#: which of them it can afford (:attr:`ClassificationSizes.extra_baselines`).
+EXTRA_BASELINES = ("cosine lr", "linear-to-zero lr", "Schedule-Free SGD")
+
+
+def _plain(profile: str, depth: int, label: str, **changes) -> ClassificationConfig:
+    return ClassificationConfig.from_profile(profile, depth=depth, label=label, **changes)
+
+
+def deep_plain_networks(profile: str) -> Dict[int, Dict[str, ClassificationConfig]]:
+    """Fig. 1: at each depth of the profile (the paper's 40 and 50 layers), a plain network at a fixed
+    learning rate with a constant weight of 1 and with loss decay 2 -> 0 (Fig. 2a). ``{depth: {label:
+    config}}``."""
+    sizes = get_profile(profile).classification
+    return {depth: {f"constant weight 1, depth {depth}": _plain(profile, depth, f"constant weight 1, depth {depth}"),
+                    f"loss decay 2 -> 0, depth {depth}": _plain(profile, depth, f"loss decay 2 -> 0, depth {depth}",
+                                                                weight=S.linear_decay(start=2.0))}
+            for depth in sizes.depths}
+
+
+def death_convergence(profile: str) -> Dict[str, ClassificationConfig]:
+    """Figs. 2b and 3: the first depth's plain network; fixed and poly(0.9) learning rate, each with a
+    constant weight and loss decay 2 -> 0 (Fig. 2b); loss decay 3 -> 0 and the long tail 2 -> 0.1
+    (Fig. 3a); the authors' code weight (stretched so its cliff stays at 70% of training)."""
+    depth = get_profile(profile).classification.depths[0]
+    settings = {
+        "fixed lr, constant weight": dict(weight=S.constant(1.0)),
+        "fixed lr, loss decay 2 -> 0": dict(weight=S.linear_decay(start=2.0)),
+        "poly lr, constant weight": dict(weight=S.constant(1.0), lr_schedule=S.poly(0.9)),
+        "poly lr, loss decay 2 -> 0": dict(weight=S.linear_decay(start=2.0), lr_schedule=S.poly(0.9)),
+        "fixed lr, loss decay 3 -> 0": dict(weight=S.linear_decay(start=3.0)),
+        "fixed lr, long tail 2 -> 0.1": dict(weight=S.long_tail(start=2.0, end=0.1)),
+        "fixed lr, authors' code weight": dict(weight=S.stretched(S.authors_code_weight(), epochs=100)),
+    }
+    return {label: _plain(profile, depth, label, **kw) for label, kw in settings.items()}
+
+
+def schedules_compared(profile: str) -> Dict[str, ClassificationConfig]:
+    """Fig. 4: the paper's weighting (4a, the authors' code weight), loss decay 2 -> 0, the same schedule
+    on the learning rate (4d), a piecewise-constant lr (x0.1 at 50% and 75%) and the random weight
+    U(0, 1) (4b) on the first depth's plain network; the authors' code protocol (CIFAR ResNet-34, per-epoch
+    poly lr, with and without their code weight); and the profile's share of today's baselines
+    (:data:`EXTRA_BASELINES`)."""
+    sizes = get_profile(profile).classification
+    depth = sizes.depths[0]
+    steps = sizes.epochs * (sizes.train_images // sizes.batch_size)
+    code_weight = S.stretched(S.authors_code_weight(), epochs=100)
+    settings = {
+        "paper's weighting (Fig. 4a)": dict(weight=code_weight),
+        "loss decay 2 -> 0": dict(weight=S.linear_decay(start=2.0)),
+        "same schedule on the lr (Fig. 4d)": dict(weight=S.linear_decay(start=2.0), weight_place="lr"),
+        "piecewise constant lr": dict(lr_schedule=S.piecewise_constant((0.5, 0.75))),
+        "random weight U(0, 1)": dict(weight=S.random_uniform(seed=0)),
+    }
+    extras = {
+        "cosine lr": dict(lr_schedule=S.cosine()),
+        "linear-to-zero lr": dict(lr_schedule=S.linear_to_zero()),
+        "Schedule-Free SGD": dict(optimizer="sgd_schedule_free", optimizer_settings=dict(
+            lr=1.0, momentum=0.9, weight_decay=1e-4, warmup_steps=max(1, steps // 20))),
+    }
+    settings.update({name: extras[name] for name in sizes.extra_baselines})
+    configs = {label: _plain(profile, depth, label, **kw) for label, kw in settings.items()}
+    resnet = dict(model="resnet34_cifar", model_settings=dict(width=sizes.resnet_width), label="")
+    poly = S.per_epoch(S.poly(0.9))
+    for label, kw in {"ResNet-34, poly lr": dict(lr_schedule=poly),
+                      "ResNet-34, poly lr x code weight (authors' code)": dict(lr_schedule=poly, weight=code_weight)}.items():
+        configs[label] = ClassificationConfig.from_profile(profile, **{**resnet, **kw, "label": label})
+    return configs
+
+
+def second_order(profile: str) -> Dict[str, ClassificationConfig]:
+    """Section II's Taylor view (Eq. 2) measured along training: a constant weight, the weights of Figs.
+    2a and 3a, the authors' code weight, and a weight set from the measured curvature, at the profile's
+    curvature sizes with g^T g and g^T H g measured along every run."""
+    momentum = dict(AUTHORS_SGD)["momentum"]
+    settings = {
+        "constant weight 1": S.constant(1.0),
+        "loss decay 2 -> 0": S.linear_decay(start=2.0),
+        "loss decay 3 -> 0": S.linear_decay(start=3.0),
+        "long tail 2 -> 0.1": S.long_tail(start=2.0, end=0.1),
+        "authors' code weight": S.stretched(S.authors_code_weight(), epochs=100),
+        "curvature-adaptive (max 2)": S.curvature_adaptive(max_weight=2.0, momentum=momentum),
+    }
+    return {label: ClassificationConfig.from_profile(profile, curvature=True, weight=w, label=label)
+            for label, w in settings.items()}
+
+
+def _flat(configs) -> List[ClassificationConfig]:
+    if isinstance(configs, dict):
+        return [c for v in configs.values() for c in _flat(v)]
+    return [configs]
+
+
+#: The chapters whose runs the campaign trains, in its priority order.
+CHAPTERS: Dict[str, Callable[[str], Dict]] = {
+    "deep_plain_networks": deep_plain_networks,
+    "death_convergence": death_convergence,
+    "schedules_compared": schedules_compared,
+    "second_order": second_order,
+}
+
+
+def campaign_configs(profile: str, chapters: Sequence[str], seeds: Sequence[int]) -> List[ClassificationConfig]:
+    """Every run of ``chapters`` (in priority order) at every seed, each key once. Within a chapter, seed
+    0 of every setting comes before seed 1, so a half-finished chapter already covers every setting."""
+    from .checks import check_name
+    from .runs import run_key
+
+    for name in chapters:
+        check_name(name, tuple(CHAPTERS), "chapter")
+    seen, out = set(), []
+    for name in chapters:
+        for seed in seeds:
+            for config in _flat(CHAPTERS[name](profile)):
+                c = config.with_(seed=seed)
+                key = run_key(c)
+                if key not in seen:
+                    seen.add(key)
+                    out.append(c)
+    return out
