@@ -64,6 +64,7 @@ class RecordedRun:
         self.checkpoint_every, self.label = checkpoint_every, label
         self.checkpoint_path = store.root / f"{key}.ckpt.pt"
         self._started = time.perf_counter()
+        self._cpu_started = time.process_time()  # CPU seconds of this process: core-seconds, whatever the load
         self._weights: List[float] = []
         self._lrs: List[float] = []
         existing = None if force else store.load(key)
@@ -112,6 +113,12 @@ class RecordedRun:
     def elapsed(self) -> float:
         return time.perf_counter() - self._started
 
+    @property
+    def cpu_elapsed(self) -> Optional[float]:
+        """CPU seconds the run has used (all its threads; resumed runs include the time before the kill).
+        Unlike the wall time, it does not grow when other processes share the cores."""
+        return None if self._cpu_started is None else time.process_time() - self._cpu_started
+
     # -- disk -----------------------------------------------------------------------------------------
     def resume(self, record: Dict, **stateful) -> Tuple[int, int, Dict]:
         """Load the last checkpoint into ``stateful`` if there is one (and not ``force``).
@@ -125,13 +132,17 @@ class RecordedRun:
             obj.load_state_dict(saved["state"][name])
         torch.set_rng_state(saved["rng"])
         self._started = time.perf_counter() - saved["elapsed"]
+        # a checkpoint from before CPU time was kept: the run's CPU time is unknown (None), not undercounted
+        cpu = saved.get("cpu_elapsed")
+        self._cpu_started = None if cpu is None else time.process_time() - cpu
         return saved["epoch"] + 1, saved["step"], saved["record"]
 
     def end_epoch(self, record: Dict, epoch: int, epochs: int, step: int, **stateful) -> None:
         """Checkpoint after ``epoch`` when due (every ``checkpoint_every`` epochs, not after the last)."""
         if (epoch + 1) % self.checkpoint_every == 0 and epoch + 1 < epochs:
             save_checkpoint(self.checkpoint_path, {
-                "epoch": epoch, "step": step, "elapsed": self.elapsed, "record": record,
+                "epoch": epoch, "step": step, "elapsed": self.elapsed, "cpu_elapsed": self.cpu_elapsed,
+                "record": record,
                 "state": {name: obj.state_dict() for name, obj in stateful.items()},
                 "rng": torch.get_rng_state(),
             })
@@ -149,7 +160,7 @@ class RecordedRun:
         lr = lrs[i] if 0 <= i < len(lrs) else float("nan")
         record["status"] = "diverged"
         record["diverged_at"] = {"epoch": epoch, "step": bad_step, "weight": w, "lr": lr}
-        record["wall_seconds"] = self.elapsed
+        record["wall_seconds"], record["cpu_seconds"] = self.elapsed, self.cpu_elapsed
         self.store.save(self.key, record)
         remove_checkpoint(self.checkpoint_path)
         warnings.warn(
@@ -163,7 +174,7 @@ class RecordedRun:
         """Save the finished record (``summary``: final metrics) and remove the checkpoint."""
         record.update(summary)
         record["status"] = "finished"
-        record["wall_seconds"] = self.elapsed
+        record["wall_seconds"], record["cpu_seconds"] = self.elapsed, self.cpu_elapsed
         self.store.save(self.key, record)
         remove_checkpoint(self.checkpoint_path)
         return record
