@@ -52,18 +52,19 @@ if importlib.util.find_spec("lossdecay_lib") is None:
 # %% tags=["parameters"]
 profile = "auto"  # smoke | cpu | gpu | paper | auto
 seed = 0  # first seed; the profile says how many seeds each setting runs
-data_root = None  # folder holding CIFAR-10 (default: $LOSSDECAY_DATA, else the user cache)
+data_root = None  # CIFAR-10's folder; default $LOSSDECAY_DATA, else the user cache
 force = False  # True: retrain even where a finished run record exists
 
 # %%
 from IPython.display import Markdown, display
 
 from lossdecay_lib import experiments
-from lossdecay_lib.curvature import stability_ratio
-from lossdecay_lib.plots import plot_curvature_along_training, plot_metric_bands, plot_quadratic_check
+from lossdecay_lib.plots import (plot_curvature_along_training, plot_metric_bands,
+                                 plot_quadratic_check)
 from lossdecay_lib.records import start_chapter
-from lossdecay_lib.runs import compare, group_by_label, jump_epoch, markdown_table, mean_std, summarize
-from lossdecay_lib.tracking import measurement_cost
+from lossdecay_lib.runs import group_by_label, markdown_table, summarize
+from lossdecay_lib.statistics import compare, format_p, jump_epoch, mean_std
+from lossdecay_lib.tracking import last_epoch_above_threshold, measurement_cost
 from lossdecay_lib.training import AUTHORS_SGD, train_seeds
 
 run = start_chapter(profile=profile, seed=seed, data_root=data_root, force=force)
@@ -79,13 +80,16 @@ print(c)
 # weight that is set from the measured curvature instead of by the clock (section 4).
 
 # %%
-momentum, weight_decay = dict(AUTHORS_SGD)["momentum"], dict(AUTHORS_SGD)["weight_decay"]
-settings = experiments.second_order(run.profile.name)  # the settings above, in the library
+momentum, weight_decay = (dict(AUTHORS_SGD)["momentum"],
+                          dict(AUTHORS_SGD)["weight_decay"])
+# the settings above, as the library defines them
+settings = experiments.second_order(run.profile.name)
 configs = list(settings.values())
 groups = group_by_label(train_seeds(configs, seeds, data_root=data_root, force=force))
 
 # %%
-fig = plot_metric_bands({"test accuracy": groups}, title="CIFAR-10 test accuracy (mean and one std over seeds)")
+fig = plot_metric_bands({"test accuracy": groups},
+                        title="CIFAR-10 test accuracy (mean and one std over seeds)")
 
 # %% [markdown]
 # What the measurements cost: each one is a loss, a gradient with its graph and two Hessian-vector
@@ -97,17 +101,20 @@ fig = plot_metric_bands({"test accuracy": groups}, title="CIFAR-10 test accuracy
 rows = []
 for name, recs in groups.items():
     cost = measurement_cost(recs)
-    rows.append([name, f"{cost['measurements_per_run']:.0f}", f"{100 * cost['share_mean']:.0f} +- "
-                 f"{100 * cost['share_std']:.0f}", f"{cost['hvps_per_sharpness']:.1f}", cost["runs"]])
-display(Markdown(markdown_table(["setting", "measurements per run", "share of wall time (%)",
-                                 "products per sharpness estimate", "runs timed"], rows)))
+    rows.append([name, f"{cost['measurements_per_run']:.0f}",
+                 f"{100 * cost['share_mean']:.0f} +- {100 * cost['share_std']:.0f}",
+                 f"{cost['hvps_per_sharpness']:.1f}", cost["runs"]])
+display(Markdown(markdown_table(
+    ["setting", "measurements per run", "share of wall time (%)",
+     "products per sharpness estimate", "runs timed"], rows)))
 
 # %% [markdown]
 # ## 1. Does $g^T H g$ grow by an order of magnitude while $g^T g$ does not?
 
 # %%
-fig = plot_curvature_along_training(groups, momentum=momentum, weight_decay=weight_decay,
-                                    title="The terms of Eq. 2 along training (mean over seeds)")
+fig = plot_curvature_along_training(
+    groups, momentum=momentum, weight_decay=weight_decay,
+    title="The terms of Eq. 2 along training (mean over seeds)")
 
 # %% [markdown]
 # The table compares the mean of the first fifth of each run's measurements with that of the last fifth
@@ -120,16 +127,20 @@ rows, growth = [], {}  # growth[name][key]: last-fifth mean / first-fifth mean
 for name, recs in groups.items():
     cells = [name]
     for key in ("gTg", "gTHg"):
-        series = [[row[key] for row in r.get("curvature", []) if row["epoch"] >= 1]  # after the first epoch
+        # after the first epoch
+        series = [[row[key] for row in r.get("curvature", []) if row["epoch"] >= 1]
                   for r in recs if r["status"] == "finished"]
-        k = max(1, min(map(len, series)) // 5)  # the first and the last fifth of those, all seeds
+        # the first and the last fifth of those, all seeds
+        k = max(1, min(map(len, series)) // 5)
         first = mean_std([v for s in series for v in s[:k]])[0]
         last = mean_std([v for s in series for v in s[-k:]])[0]
         growth.setdefault(name, {})[key] = last / first if first > 0 else None
-        cells += [f"{first:.3g}", f"{last:.3g}", f"{last / first:.2g}" if first > 0 else "-"]
+        cells += [f"{first:.3g}", f"{last:.3g}",
+                  f"{last / first:.2g}" if first > 0 else "-"]
     rows.append(cells)
 display(Markdown(markdown_table(
-    ["setting", "g^T g, first fifth", "last fifth", "ratio", "g^T H g, first fifth", "last fifth", "ratio"], rows)))
+    ["setting", "g^T g, first fifth", "last fifth", "ratio", "g^T H g, first fifth",
+     "last fifth", "ratio"], rows)))
 
 # %% [markdown]
 # ## 2. Where does the quadratic model hold?
@@ -143,8 +154,10 @@ fig = plot_quadratic_check(groups)
 # %%
 for name, recs in groups.items():
     rows = [row for r in recs for row in r.get("curvature", [])]
-    good = sum(abs(r["predicted_change"] - r["actual_change"]) <= 0.5 * abs(r["actual_change"]) for r in rows)
-    print(f"{name:24s} prediction within 50% of the measured change on {good}/{len(rows)} steps")
+    good = sum(abs(r["predicted_change"] - r["actual_change"])
+               <= 0.5 * abs(r["actual_change"]) for r in rows)
+    print(f"{name:24s} prediction within 50% of the measured change "
+          f"on {good}/{len(rows)} steps")
 
 # %% [markdown]
 # ## 3. Does the jump begin when the effective step falls below the stability threshold?
@@ -155,18 +168,17 @@ for name, recs in groups.items():
 # says the jump should follow the crossing.
 
 # %%
-rows, timing = [], {}  # timing[name]: (jump epochs, last epochs above the threshold), one per run
+# timing[name]: (jump epochs, last epochs above the threshold), one per run
+rows, timing = [], {}
 for name, recs in groups.items():
-    jumps, crossings = [], []
-    for r in recs:
-        jumps.append(jump_epoch(r)[0])
-        above = [row["epoch"] + 1 for row in r.get("curvature", []) if row["sharpness"] is not None
-                 and stability_ratio(row["sharpness"], row["lr"], row["weight"], momentum, weight_decay) > 1]
-        crossings.append(max(above) if above else 0)
+    jumps = [jump_epoch(r)[0] for r in recs]
+    crossings = [last_epoch_above_threshold(r, momentum, weight_decay) for r in recs]
     timing[name] = (jumps, crossings)
     j, x = mean_std(jumps), mean_std(crossings)
-    rows.append([name, f"{j[0]:.1f} +- {j[1]:.1f}", f"{x[0]:.1f} +- {x[1]:.1f}" if any(crossings) else "never above"])
-display(Markdown(markdown_table(["setting", "jump epoch", "last epoch above the threshold"], rows)))
+    rows.append([name, f"{j[0]:.1f} +- {j[1]:.1f}",
+                 f"{x[0]:.1f} +- {x[1]:.1f}" if any(crossings) else "never above"])
+display(Markdown(markdown_table(
+    ["setting", "jump epoch", "last epoch above the threshold"], rows)))
 
 # %% [markdown]
 # ## 4. What would an automatic schedule look like?
@@ -181,8 +193,10 @@ display(Markdown(markdown_table(["setting", "jump epoch", "last epoch above the 
 # then the final test accuracy of each setting against the constant weight.
 
 # %%
-fig = plot_metric_bands({"loss weight in force": groups}, metric="weight_mean", ylabel="loss weight (epoch mean)",
-                        title="Loss weight in force: by the clock, and set from measured curvature")
+fig = plot_metric_bands(
+    {"loss weight in force": groups}, metric="weight_mean",
+    ylabel="loss weight (epoch mean)",
+    title="Loss weight in force: by the clock, and set from measured curvature")
 
 # %%
 base = groups["constant weight 1"]
@@ -190,84 +204,111 @@ rows = []
 for name, recs in groups.items():
     s = summarize(recs)
     c = compare(base, recs)
-    rows.append([name, f"{100 * s['final_mean']:.1f} +- {100 * s['final_std']:.1f}",
-                 "-" if name == "constant weight 1" else f"{100 * c['diff']:+.1f} +- {100 * c['se']:.1f}",
-                 "-" if name == "constant weight 1" else c["verdict"], len(s["seeds"])])
-display(Markdown(markdown_table(["setting", "final test accuracy (%)", "vs constant weight (points, +- s.e.)",
-                                 "better than constant?", "seeds"], rows)))
+    rows.append([name, f"{100 * s['final_mean']:.1f} +- {100 * s['final_std']:.1f}"]
+                + (["-"] * 3 if name == "constant weight 1" else
+                   [f"{100 * c['diff']:+.1f} "
+                   f"({100 * c['ci95'][0]:+.1f} to {100 * c['ci95'][1]:+.1f})",
+                    format_p(c["p"]), c["verdict"]]) + [len(s["seeds"])])
+display(Markdown(markdown_table(
+    ["setting", "final test accuracy (%)", "vs constant weight (points, 95% CI)",
+     "Welch p", "better than constant?", "seeds"], rows)))
 
 # %% [markdown]
-# The quadratic model does not ask for a late decay to zero. In the `cpu` profile's runs the
-# curvature-set weight starts below its cap of 2 and drifts down slowly as the directional curvature
-# $g^T H g / g^T g$ grows (section 1), ending well above zero (figure): nothing in the measurements
-# "decides the time to start death convergence". At equal budget this weight cannot be told from the
-# constant one (the difference is within two standard errors), while the clock schedules that end near
-# zero (linear 2 -> 0, the long tail, the authors' code weight) beat the constant weight by more than
-# two standard errors in this chapter's runs (table above). Whatever makes them help at this scale, it is
-# not what Eq. 2's curvature asks for.
+# The quadratic model does not ask for a late decay to zero by itself: the curvature-set weight follows
+# $w^*$, which falls only as fast as the directional curvature $g^T H g / g^T g$ grows (section 1), and
+# the figure shows how far it fell in these runs. Whether it and the clock schedules beat the constant
+# weight is in the table and in the claims below, each a Welch test of final test accuracy.
+#
+# ## The claims, stored
+#
+# For the book's Verdict chapter, each with its precondition stated here and checked from the records:
+#
+# - **Eq. 2's premise** (quoted from Goodfellow et al.): $g^T H g$ grows by more than an order of
+#   magnitude over training. One number per run, $\log_{10}$ of the growth of $g^T H g$ from the first
+#   to the last fifth of its measurements after the first epoch (`lossdecay_lib.tracking.gthg_growth_log10`),
+#   over every run of the chapter, tested against 1 (tenfold) with a one-sample t-test. Precondition: a
+#   growth ratio needs a positive start, so at least two runs must have $g^T H g > 0$ over their first
+#   fifth (the others are left out and counted).
+# - **The Assumption**: the accuracy jump follows the last epoch in which the effective step was above
+#   the stability threshold. One number per run that crossed it, the jump epoch minus that epoch, tested
+#   against 0. Precondition: the runs cross the threshold after epoch 1 (at least two of them); a
+#   crossing in the first epoch only, when every run is still at its initial weights, is not the late
+#   "deadlock" the Assumption is about.
+# - **Each schedule against the constant weight** (final test accuracy, Welch's t-test): the paper's
+#   loss-decay weights, and the curvature-set weight (the book's own, not a claim of the paper).
+
+# %%
+from lossdecay_lib.tracking import gthg_growth_log10
+from lossdecay_lib.verdict import (Precondition, claim_from_comparison, claims_summary,
+                                   runs_against, runs_compared)
+
+all_runs = [r for recs in groups.values() for r in recs]
+finished = [r for r in all_runs if r["status"] == "finished"]
+claims = [claim_from_comparison(
+    "second_order", "gthg-grows-tenfold",
+    "g^T H g grows by more than an order of magnitude over training",
+    "quoted from Goodfellow et al. as the premise of Eq. 2: 'the g^T H g term grows by "
+    "more than an order of magnitude'; not measured in the paper",
+    runs_against(all_runs, gthg_growth_log10, 1.0),
+    precondition=Precondition.count(
+        "g^T H g is positive over the first fifth of a run's measurements after "
+        "epoch 1",
+        [gthg_growth_log10(r) is not None for r in finished], at_least=2),
+    scale=1.0, unit="log10", run=run)]
+
+
+def lag(r):  # None (left out, counted): never above the threshold after epoch 1
+    last = last_epoch_above_threshold(r, momentum, weight_decay)
+    return jump_epoch(r)[0] - last if last > 1 else None
+
+
+lag.name = "jump epoch minus the last epoch above the stability threshold"
+claims.append(claim_from_comparison(
+    "second_order", "assumption-jump-follows-crossing",
+    "Death convergence starts when the step becomes small enough for the curvature "
+    "(the Assumption)",
+    "Assumption: 'when the gradient is enough reduced to break the current training "
+    "deadlock, death convergence can be turned on'; not measured in the paper",
+    runs_against(all_runs, lag, 0.0),
+    precondition=Precondition.count(
+        "the runs cross the stability threshold after epoch 1",
+        [lag(r) is not None for r in finished], at_least=2),
+    scale=1.0, unit="epochs", run=run))
+vs_constant = {  # setting: claim id; the last is the book's own schedule
+    "loss decay 2 -> 0": "vs-constant-2-to-0",
+    "loss decay 3 -> 0": "vs-constant-3-to-0",
+    "long tail 2 -> 0.1": "vs-constant-long-tail",
+    "authors' code weight": "vs-constant-code-weight",
+    "curvature-adaptive (max 2)": "vs-constant-curvature-adaptive"}
+contributions = ("Contributions: loss decay 'can speed up convergence and improve "
+                 "model accuracy'")
+for name, claim_id in vs_constant.items():
+    ours = name.startswith("curvature")
+    claims.append(claim_from_comparison(
+        "second_order", claim_id,
+        f"{name} beats the constant weight at a fixed lr (final test accuracy, "
+        f"{run.profile.curvature.depth}-layer plain network)",
+        "not a claim of the paper" if ours else contributions,
+        runs_compared(groups["constant weight 1"], groups[name]),
+        source="book" if ours else "paper", run=run))
 
 # %% [markdown]
 # ## What we learned
 #
-# The tables and figures above are computed from the run records of the profile in this page's header.
-# In the `cpu` profile (a 12-layer plain network, 2,000 training images, 15 epochs, three seeds), on which
-# the rendered book was executed:
-#
-# - **$g^T g$ does not shrink** over training, with or without loss decay: the first half of the quote
-#   holds. **$g^T H g$ grows, but by a factor of about 3 at most, not by an order of magnitude**, and it
-#   is negative at initialisation. It grows least under the schedules that decay the weight linearly to
-#   zero (table of section 1).
-# - **The quadratic model is a good description of the steps actually taken**: for most measured steps,
-#   Eq. 2 applied to the optimizer's real step (momentum and weight decay included) predicts the change
-#   of the loss within 50% (counts above). So the second-order picture is usable; it just does not show
-#   what the paper says it shows.
-# - **The stability threshold is crossed at the very start, not before the jump**: the effective step
-#   $\eta_t w_t \lambda_{max}$ is above $2(1+\beta)$ at most in the first epoch (in some runs that start
-#   with a weight of 2 or 3) and far below it afterwards, for every schedule; the largest accuracy rises
-#   come several epochs later and have no link with a crossing. The Assumption, read as "the jump starts when the step
-#   becomes small enough for the curvature", is **not supported** at this scale.
-#
-# - **A weight set from the measured curvature does not reproduce a late decay**: the quadratic model's
-#   optimal weight (capped at 2) drifts down slowly and stays well above zero, and the run it drives
-#   cannot be told from the constant weight at equal budget, while the clock schedules that decay to
-#   zero do beat it here. If the curvature were what made a decaying weight useful, the curvature-set
-#   weight would decay like them; it does not at this scale.
-# - **Measuring is affordable**: in the `cpu` profile the measurements, on a fixed batch of 50 training
-#   images, took about a third of each run's wall time (table at the top), most of it in Hessian-vector
-#   products, which cost several training steps each for a network this small. The `gpu` and `paper`
-#   profiles measure every 100 and 200 steps instead of every 20; their share has not been measured.
-#
-# Not yet measured here: the same measurements at the `gpu` profile's size (a 40-layer network on all of
-# CIFAR-10), which no GPU has yet run.
-#
-# The verdicts, stored for the book's Verdict chapter. The quoted observation counts as holding in a
-# setting when $g^T H g$ grows at least tenfold from the first to the last fifth of training (after the
-# first epoch) while $g^T g$ keeps at least half its size; the Assumption counts as holding in a run when the accuracy jump comes
-# after the last epoch above the threshold and within a tenth of training of it.
+# The verdicts, from the claims just stored (so they follow the records this page was executed with):
 
 # %%
-from lossdecay_lib.verdict import record_claim, verdict_from_count
+display(Markdown(claims_summary(claims)))
 
-all_runs = [r for recs in groups.values() for r in recs]
-holds = [n for n, g in growth.items() if (g["gTHg"] or 0) >= 10 and (g["gTg"] or 0) >= 0.5]
-spread = {key: sorted(g[key] for g in growth.values() if g[key] is not None) for key in ("gTHg", "gTg")}
-span = lambda v: f"x{v[0]:.2g} to x{v[-1]:.2g}" if v else "not measurable"  # noqa: E731
-record_claim("second_order", "gthg-grows-tenfold",
-             "g^T g does not shrink while g^T H g grows by more than an order of magnitude over training",
-             "quoted from Goodfellow et al. as the premise of Eq. 2; not measured in the paper",
-             ours=f"holds in {len(holds)} of {len(growth)} settings: from the first to the last fifth of training "
-                  f"after epoch 1, g^T H g grew {span(spread['gTHg'])}, g^T g changed {span(spread['gTg'])} (range over settings)",
-             verdict=verdict_from_count(len(holds), len(growth)), records=all_runs)
-window = max(1, round(run.profile.curvature.epochs / 10))
-pairs = [(j, x) for jumps, crossings in timing.values() for j, x in zip(jumps, crossings)]
-follows = sum(x > 0 and x < j <= x + window for j, x in pairs)
-record_claim("second_order", "assumption-jump-follows-crossing",
-             "Death convergence starts when the step becomes small enough for the curvature (the Assumption)",
-             "Assumption: 'when the gradient is enough reduced to break the current training deadlock, death "
-             "convergence can be turned on'; not measured in the paper",
-             ours=f"the jump follows the last epoch above the stability threshold within {window} epoch(s) in "
-                  f"{follows} of {len(pairs)} runs; {sum(x == 0 for _, x in pairs)} runs were never above it",
-             verdict=verdict_from_count(follows, len(pairs)), records=all_runs);
+# %% [markdown]
+# How to read them. A premise that is "contradicted" fails at this scale in the direction the claim
+# states (here: $g^T H g$ grows, but by less than tenfold); an Assumption that is "untestable at this
+# scale" never met its precondition in these runs, so they neither confirm nor refute it. Where a
+# paper's schedule beats the constant weight, the evidence is in the paper's favour at this scale, and
+# the sections above say how much of it the second-order picture explains: the quadratic model
+# predicts the change of the loss for most measured steps (section 2), so the picture is usable even
+# where it does not show what the paper says it shows. Measuring costs a share of each run's wall time
+# (the table at the top), most of it in Hessian-vector products.
 
 # %%
 wall = run.finish()

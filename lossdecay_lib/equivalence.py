@@ -20,6 +20,13 @@ The answers, each checked by :func:`check_identities` (and a unit test):
 - gradient clipping: different; while clipping is active, ``clip(w g) = clip(g)`` and the loss weight
   is erased, whereas a learning-rate factor survives;
 - AMP's GradScaler: identical (the scale is a power of two, undone before the step).
+
+Under the paper's own optimizers (:func:`paper_identities`): with the authors' SGD (PyTorch momentum 0.95,
+coupled weight decay 1e-4) loss decay is *not* learning-rate decay of the same optimizer, as the paper
+says; it is exactly learning-rate decay of heavy-ball SGD (learning rate inside the velocity) with the
+weight decay divided by ``w_t``: with ``u = lr v``, ``u <- mu u + (lr w)(g + (lambda / w) p)`` is
+``lr (mu v + w g + lambda p)``. Under Adam (pix2pix) it is neither. :func:`equivalence_finding` states
+this as the fields of the chapter's claim.
 """
 
 from __future__ import annotations
@@ -48,12 +55,21 @@ __all__ = [
     "AdamLagModel",
     "lag_model_multipliers",
     "IDENTICAL_BELOW",
+    "PAPER_SGD",
+    "PAPER_ADAM",
+    "paper_identities",
+    "loss_vs_lr",
+    "equivalence_finding",
     "seeded",
     "first_batches",
 ]
 
 #: Two trajectories whose relative gap stays below this are "identical" (float64 rounding is ~1e-16).
 IDENTICAL_BELOW = 1e-9
+#: The authors' classification SGD (their main.py; Sec. III.A): PyTorch's momentum and coupled weight decay.
+PAPER_SGD = (("lr", 0.1), ("momentum", 0.95), ("weight_decay", 1e-4))
+#: The authors' pix2pix Adam (their pix2pix.py; the text says beta1 = 0.9, the script 0.5).
+PAPER_ADAM = (("lr", 2e-4), ("betas", (0.5, 0.999)))
 
 Batches = Sequence[Tuple[torch.Tensor, torch.Tensor]]
 
@@ -249,6 +265,24 @@ def standard_identities(lr: float = 0.05, momentum: float = 0.9, weight_decay: f
     ]
 
 
+def paper_identities(sgd=PAPER_SGD, adam=PAPER_ADAM) -> List[Identity]:
+    """The identities under the paper's own optimizers (loss on the left): its SGD against the same SGD
+    with the schedule on the learning rate (different), against heavy-ball SGD with the schedule on the
+    learning rate and the weight decay divided by ``w_t`` (identical: the identity that does hold), and
+    its Adam against the same Adam with the schedule on the learning rate (different)."""
+    paper = Recipe("sgd", dict(sgd))
+    heavy = Recipe("heavy_ball_sgd", dict(sgd), place="lr", weight_decay_over_weight=True)
+    pix2pix = Recipe("adam", dict(adam))
+    return [
+        Identity("paper's SGD (PyTorch momentum, coupled weight decay)", paper, replace(paper, place="lr"), False,
+                 "w enters the velocity and leaves the decay term lambda p unweighted; an lr factor scales both"),
+        Identity("paper's SGD vs heavy-ball SGD, weight decay / w on the lr side", paper, heavy, True,
+                 "with u = lr v: u <- mu u + (lr w)(g + (lambda/w) p) = lr (mu v + w g + lambda p)"),
+        Identity("paper's Adam (pix2pix)", pix2pix, replace(pix2pix, place="lr"), False,
+                 "Adam normalises w away except through the lag of its averages"),
+    ]
+
+
 def check_identities(
     model_fn: Callable[[], torch.nn.Module],
     batches: Batches,
@@ -372,3 +406,35 @@ def adam_step_multiplier(
         out.predicted.append(lag.update(w))
     out.final_params = _flat(params)
     return out
+
+
+def loss_vs_lr(result: IdentityResult) -> bool:
+    """Whether an identity compares the schedule on the loss with the same schedule on the learning rate
+    of the same optimizer and settings (nothing else changed): only these say "identical to lr decay"."""
+    left, right = result.identity.left, result.identity.right
+    return (left.place == "loss" and right.place == "lr" and replace(right, place="loss") == left
+            and result.identity.left_schedule is None and result.identity.right_schedule is None)
+
+
+def equivalence_finding(standard: Sequence[IdentityResult], paper: Sequence[IdentityResult]) -> Dict:
+    """The fields of the equivalence chapter's claims (Sec. III.A, Fig. 4d: "Whether this method can be
+    approximated to adjust the learning rate? The answer is negative."), from the measured gaps.
+
+    ``paper`` holds :func:`paper_identities`' three results in their order. Returns ``finding`` (for
+    the claim), ``loss_differs`` (loss decay differs from lr decay under both of the paper's optimizers)
+    and ``identity_holds`` (the heavy-ball identity holds under the paper's SGD)."""
+    sgd, heavy, adam = paper
+    same = [r.identity.setting for r in standard if loss_vs_lr(r) and r.identical]
+    differ = [r.identity.setting for r in standard if loss_vs_lr(r) and not r.identical]
+    finding = {
+        "paper's SGD, schedule on the loss vs on the lr": f"{'identical' if sgd.identical else 'different'} "
+                                                          f"(gap {sgd.gap:.1e})",
+        "paper's SGD on the loss vs heavy-ball SGD on the lr with weight decay lambda / w_t":
+            f"{'identical' if heavy.identical else 'different'} (gap {heavy.gap:.1e})",
+        "paper's Adam, loss vs lr": f"{'identical' if adam.identical else 'different'} (gap {adam.gap:.1e})",
+        "identical to lr decay (loss vs lr, same optimizer)": same,
+        "different from lr decay (loss vs lr, same optimizer)": differ,
+        "identical below": f"{IDENTICAL_BELOW:.0e} (float64 trajectories, relative gap)",
+    }
+    return {"finding": finding, "loss_differs": not sgd.identical and not adam.identical,
+            "identity_holds": heavy.identical}

@@ -366,12 +366,14 @@ def plot_segmentation_grid(images, truth, predictions, info, title: str = ""):
     return fig
 
 
-VERDICT_COLOURS = {"supported": PALETTE[2], "not supported": PALETTE[1], "inconclusive": PALETTE[9]}
+VERDICT_COLOURS = {"supported": PALETTE[2], "contradicted": PALETTE[1], "inconclusive": PALETTE[9],
+                   "untestable at this scale": PALETTE[7]}
 
 
 def plot_claim_differences(claims, title: str = "The paper's claims tested by comparing two settings"):
-    """Each stored comparison claim (:mod:`lossdecay_lib.verdict`): treatment minus baseline with two
-    standard errors either side, coloured by its verdict. Claims without a comparison are not drawn."""
+    """Each stored comparison claim (:mod:`lossdecay_lib.verdict`): treatment minus baseline (or the
+    claim's contrast) with its 95% confidence interval, coloured by its verdict. Claims without a
+    comparison are not drawn."""
     from matplotlib.lines import Line2D
 
     use_style()
@@ -383,15 +385,15 @@ def plot_claim_differences(claims, title: str = "The paper's claims tested by co
         ax.set_axis_off()
         return fig
     for i, c in enumerate(rows):
-        diff, se = c["comparison"]["diff"], c["comparison"]["se"]
-        bar = 2 * se if np.isfinite(se) else None
+        diff, (lo, hi) = c["comparison"]["diff"], c["comparison"]["ci95"]
+        bar = [[diff - lo], [hi - diff]] if np.isfinite(lo) else None
         ax.errorbar(diff, i, xerr=bar, fmt="o", color=VERDICT_COLOURS[c["verdict"]], capsize=3, markersize=6)
     ax.axvline(0.0, color="#222222", linewidth=0.8)
     ax.set_yticks(range(len(rows)), [f"{c['chapter'].replace('_', ' ')}: {c['claim_id']}" for c in rows],
                   fontsize=8.5)
     ax.set_ylim(len(rows) - 0.5, -0.5)
     units = sorted({c["comparison"]["unit"] for c in rows})
-    ax.set_xlabel(f"treatment minus baseline ({', '.join(units)}): mean, and two standard errors over seeds")
+    ax.set_xlabel(f"treatment minus baseline ({', '.join(units)}): difference of means and its 95% confidence interval")
     handles = [Line2D([], [], marker="o", linestyle="", color=colour, label=verdict)
                for verdict, colour in VERDICT_COLOURS.items()]
     ax.legend(handles=handles, loc="best")
@@ -484,7 +486,8 @@ def plot_step_multipliers(groups, base_lr: float, title: str = ""):
     the nominal one, ``weight x learning-rate factor``: what multiplying the learning rate by the weight
     would give.
     """
-    from .runs import mean_std, metric_curves, setting_name
+    from .runs import metric_curves, setting_name
+    from .statistics import mean_std
 
     use_style()
     n = len(groups)
@@ -511,7 +514,8 @@ def plot_final_image_metrics(groups, metrics=(("final_test_l1", "test L1 (lower 
                                               ("final_test_psnr", "test PSNR, dB (higher is better)"),
                                               ("final_test_ssim", "test SSIM (higher is better)")), title: str = ""):
     """One panel per run-level metric, one row per setting: each seed's value (dots) and mean +- std (bar)."""
-    from .runs import mean_std, setting_name
+    from .runs import setting_name
+    from .statistics import mean_std
 
     use_style()
     labels = list(groups)

@@ -1,4 +1,4 @@
-"""Run records on disk: one JSON file per run, keyed by its configuration.
+"""Run records on disk: one JSON file per run, keyed by its configuration; grouping and tables of them.
 
 A chapter asks for a run by its configuration; if a finished record with that key exists it is loaded
 instead of training again (pass ``force=True`` to rerun). Records of the runs the rendered book shows
@@ -12,16 +12,16 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 import os
 from collections import OrderedDict
 from pathlib import Path
-from typing import Dict, Iterable, Iterator, List, Optional, Sequence, Tuple, Union
+from typing import Dict, Iterable, Iterator, List, Optional, Sequence, Union
 
 from .records import read_json, write_json_atomic
+from .statistics import mean_std
 
 __all__ = ["RECORDS_ENV", "RunStore", "config_key", "run_key", "group_by_label", "metric_curves", "summarize", "setting_name",
-           "markdown_table", "mean_std", "compare", "jump_epoch"]
+           "markdown_table"]
 
 RECORDS_ENV = "LOSSDECAY_RECORDS"
 
@@ -105,16 +105,6 @@ def setting_name(label: str, records: Sequence[Dict]) -> str:
     return f"{label} ({', '.join(notes)})"
 
 
-def mean_std(values: Sequence[float]) -> Tuple[float, float]:
-    """Mean and sample standard deviation (0 for a single value)."""
-    n = len(values)
-    if n == 0:
-        return math.nan, math.nan
-    m = sum(values) / n
-    s = math.sqrt(sum((v - m) ** 2 for v in values) / (n - 1)) if n > 1 else 0.0
-    return m, s
-
-
 def metric_curves(records: Sequence[Dict], metric: str = "test_acc"):
     """Per-epoch mean and standard deviation of ``metric`` over finished runs: (epochs, mean, std)."""
     runs = [r for r in records if r["status"] == "finished"]
@@ -147,40 +137,3 @@ def markdown_table(headers: Sequence[str], rows: Sequence[Sequence]) -> str:
     lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
     lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
     return "\n".join(lines)
-
-
-def compare(baseline: Sequence[Dict], treatment: Sequence[Dict], metric: str = "final_test_acc") -> Dict:
-    """Difference of means ``treatment - baseline`` of a run-level metric, its standard error and a verdict.
-
-    The verdict for "the treatment is better": ``supported`` when the difference exceeds two standard
-    errors, ``contradicted`` when it is below minus two, ``inconclusive`` otherwise or with fewer than
-    two finished seeds on either side.
-    """
-    a = [r[metric] for r in baseline if r["status"] == "finished"]
-    b = [r[metric] for r in treatment if r["status"] == "finished"]
-    (ma, sa), (mb, sb) = mean_std(a), mean_std(b)
-    diff = mb - ma
-    if len(a) < 2 or len(b) < 2:
-        return {"diff": diff, "se": math.nan, "verdict": "inconclusive (fewer than 2 seeds)", "n": (len(a), len(b))}
-    se = math.sqrt(sa**2 / len(a) + sb**2 / len(b))
-    if diff > 2 * se:
-        verdict = "supported"
-    elif diff < -2 * se:
-        verdict = "contradicted"
-    else:
-        verdict = "inconclusive"
-    return {"diff": diff, "se": se, "verdict": verdict, "n": (len(a), len(b))}
-
-
-def jump_epoch(record: Dict, metric: str = "test_acc") -> Tuple[int, float]:
-    """The epoch (1-based) with the largest one-epoch rise of ``metric``, and the size of that rise.
-
-    The paper's "death convergence" is a sudden late jump in test accuracy; this locates the largest
-    jump of a run, wherever it is, so that its timing can be compared with the schedule's.
-    """
-    values = [e[metric] for e in record["epochs"]]
-    if len(values) < 2:
-        return 1, 0.0
-    rises = [b - a for a, b in zip(values, values[1:])]
-    i = max(range(len(rises)), key=rises.__getitem__)
-    return i + 2, rises[i]

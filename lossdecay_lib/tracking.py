@@ -20,13 +20,14 @@ Batch norm uses the evaluation batch's statistics and the model is left unchange
 
 from __future__ import annotations
 
+import math
 import time
 from typing import Dict, List, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
 
-from .curvature import LossHessian, measurement_mode, trainable_parameters
+from .curvature import LossHessian, measurement_mode, stability_ratio, trainable_parameters
 
 __all__ = ["CurvatureTracker", "measurement_cost"]
 
@@ -128,7 +129,7 @@ def measurement_cost(records) -> Dict:
     runs' wall time they took (mean and std over runs), and the Hessian-vector products per sharpness
     estimate (mean). Runs recorded before measurements were timed are left out (``runs`` says how many
     were counted)."""
-    from .runs import mean_std
+    from .statistics import mean_std
 
     timed = [r for r in records if r.get("status") == "finished" and r.get("curvature")
              and all("seconds" in row for row in r["curvature"])]
@@ -141,3 +142,35 @@ def measurement_cost(records) -> Dict:
         "share_mean": share_mean, "share_std": share_std,
         "hvps_per_sharpness": sum(hvps) / len(hvps) if hvps else float("nan"),
     }
+
+
+def curvature_growth(record: Dict, key: str = "gTHg", part: float = 0.2) -> Optional[float]:
+    """How much ``key`` (``gTHg`` or ``gTg``) of a run's curvature measurements grew: the mean of the last
+    ``part`` of its measurements after the first epoch over the mean of the first ``part`` (Eq. 2's
+    premise, quoted from Goodfellow et al.: "the g^T H g term grows by more than an order of
+    magnitude"). ``None`` when the start is not positive (g^T H g is negative at initialisation in
+    some runs: a ratio from there means nothing) or there are no measurements after epoch 1."""
+    values = [row[key] for row in record.get("curvature", []) if row["epoch"] >= 1]
+    if not values:
+        return None
+    k = max(1, int(len(values) * part))
+    first, last = sum(values[:k]) / k, sum(values[-k:]) / k
+    return last / first if first > 0 else None
+
+
+def gthg_growth_log10(record: Dict) -> Optional[float]:
+    """``log10`` of :func:`curvature_growth` of ``g^T H g``: 1 is the paper's "order of magnitude"."""
+    growth = curvature_growth(record, "gTHg")
+    return None if growth is None or growth <= 0 else math.log10(growth)
+
+
+gthg_growth_log10.name = "log10 of the growth of g^T H g (first to last fifth after epoch 1)"
+
+
+def last_epoch_above_threshold(record: Dict, momentum: float, weight_decay: float) -> int:
+    """The last epoch (1-based) in which a run's effective step ``eta w (lambda_max + wd)`` was above the
+    heavy-ball stability threshold ``2 (1 + beta)`` (:func:`lossdecay_lib.curvature.stability_ratio`),
+    0 if never: the paper's Assumption, made testable, says death convergence begins after it."""
+    above = [row["epoch"] + 1 for row in record.get("curvature", []) if row.get("sharpness") is not None
+             and stability_ratio(row["sharpness"], row["lr"], row["weight"], momentum, weight_decay) > 1]
+    return max(above, default=0)

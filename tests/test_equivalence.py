@@ -97,3 +97,44 @@ def test_build_optimizer_lists_valid_names():
                                          r"sgd_schedule_free, or the name of any torch.optim class"):
         build_optimizer("lamb", p, lr=0.1)
     assert isinstance(build_optimizer("RMSprop", p, lr=0.1), torch.optim.RMSprop)
+
+
+@pytest.fixture(scope="module")
+def paper_results(setup):
+    model_fn, batches = setup
+    return E.check_identities(model_fn, batches, S.linear_decay(2.0), steps_per_epoch=4,
+                              identities=E.paper_identities())
+
+
+def test_under_the_papers_sgd_loss_decay_is_heavy_ball_lr_decay_with_weight_decay_over_w(paper_results):
+    """The paper's SGD (PyTorch momentum 0.95, coupled weight decay 1e-4) with the loss weighted equals
+    heavy-ball SGD with the learning rate weighted and weight decay lambda / w_t, in float64."""
+    sgd, heavy, adam = paper_results
+    assert heavy.identity.right.optimizer == "heavy_ball_sgd" and heavy.identity.right.weight_decay_over_weight
+    assert dict(heavy.identity.left.settings) == dict(E.PAPER_SGD)
+    assert heavy.gap < 1e-12, heavy.gap
+    assert sgd.gap > 1e-4 and adam.gap > 1e-4  # the same optimizer with the schedule on the lr differs
+
+
+def test_the_identity_needs_both_changes(setup):
+    """Heavy-ball lr decay without the weight decay over w, or PyTorch's form with it, is not the same."""
+    model_fn, batches = setup
+    paper = E.Recipe("sgd", dict(E.PAPER_SGD))
+    left = E.trajectory(model_fn, batches, paper, S.linear_decay(2.0), 4)
+    for right in (E.Recipe("heavy_ball_sgd", dict(E.PAPER_SGD), place="lr"),
+                  E.Recipe("sgd", dict(E.PAPER_SGD), place="lr", weight_decay_over_weight=True)):
+        assert E.trajectory_gap(left, E.trajectory(model_fn, batches, right, S.linear_decay(2.0), 4)) > 1e-6
+
+
+def test_finding_lists_only_loss_versus_lr_rows_as_identical_to_lr_decay(results, paper_results):
+    out = E.equivalence_finding(results, paper_results)
+    same = out["finding"]["identical to lr decay (loss vs lr, same optimizer)"]
+    assert same == ["plain SGD", "SGD, heavy-ball momentum (lr inside)", "SGD, AMP GradScaler"]
+    differ = out["finding"]["different from lr decay (loss vs lr, same optimizer)"]
+    assert "SGD, PyTorch momentum" in differ and "SGD, coupled weight decay" in differ
+    for other in ("plain SGD, loss vs gradients", "SGD, gradient clipping, gradients vs lr",
+                  "SGD, coupled weight decay / w on the lr side", "Adam, constant weight 0.1 vs no weight"):
+        assert other not in same + differ
+    assert out["loss_differs"] and out["identity_holds"]
+    assert out["finding"]["paper's SGD on the loss vs heavy-ball SGD on the lr with weight decay lambda / w_t"] \
+        .startswith("identical (gap ")

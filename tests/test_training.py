@@ -5,7 +5,7 @@ import math
 import pytest
 
 from lossdecay_lib import schedules as S
-from lossdecay_lib.runs import RunStore, compare, mean_std, summarize
+from lossdecay_lib.runs import RunStore, summarize
 from lossdecay_lib.training import ClassificationConfig, train_classifier
 
 
@@ -92,26 +92,10 @@ def test_negative_weights_need_permission(store):
         train_classifier(_tiny(weight=S.linear_decay(1.0, -1.0)), store=store, progress=False)
 
 
-def test_compare_and_mean_std():
-    assert mean_std([1.0, 3.0]) == (2.0, pytest.approx(2**0.5))
-    runs = lambda vals: [{"status": "finished", "final_test_acc": v} for v in vals]  # noqa: E731
-    assert compare(runs([0.5, 0.51, 0.49]), runs([0.6, 0.61, 0.59]))["verdict"] == "supported"
-    assert compare(runs([0.6, 0.61, 0.59]), runs([0.5, 0.51, 0.49]))["verdict"] == "contradicted"
-    assert compare(runs([0.5, 0.6, 0.4]), runs([0.52, 0.62, 0.42]))["verdict"] == "inconclusive"
-    assert compare(runs([0.5]), runs([0.6]))["verdict"].startswith("inconclusive (fewer than 2")
-
-
 def test_schedule_free_sgd_trains_and_evaluates(store):
     rec = train_classifier(_tiny(optimizer="sgd_schedule_free", optimizer_settings=(("lr", 0.5), ("momentum", 0.9))),
                            store=store, progress=False)
     assert rec["status"] == "finished" and 0.0 <= rec["final_test_acc"] <= 1.0
-
-
-def test_jump_epoch_finds_the_largest_rise():
-    from lossdecay_lib.runs import jump_epoch
-
-    rec = {"epochs": [{"test_acc": v} for v in (0.1, 0.2, 0.25, 0.6, 0.62)]}
-    assert jump_epoch(rec) == (4, pytest.approx(0.35))
 
 
 def test_curvature_tracking_is_recorded_and_keys_of_untracked_runs_are_unchanged(store):

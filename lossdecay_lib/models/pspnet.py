@@ -6,7 +6,11 @@ network from torchvision parts:
 
 * :class:`DilatedResNet`: a torchvision ResNet trunk (``resnet18``/``34``/``50``/``101``) whose last
   two stages trade their stride for dilation (layer3 dilation 2, layer4 dilation 4), so the features
-  are 1/8 of the input size (output stride 8) instead of 1/32.
+  are 1/8 of the input size (output stride 8) instead of 1/32. The dilation rule is torchvision's
+  ``replace_stride_with_dilation``: the first 3x3 convolution of a dilated stage keeps the previous
+  stage's dilation (1 in layer3, 2 in layer4) and the others take the stage's. hszhao/semseg (the
+  PSPNet code of Zhao et al.) sets the stage's dilation on every block's 3x3 convolution instead,
+  the first included; the two differ only in that first convolution of layer3 and of layer4.
 * :class:`PyramidPooling`: the pyramid pooling module. The layer4 features are average-pooled to
   1x1, 2x2, 3x3 and 6x6 bins, each reduced by a 1x1 convolution (+ batch norm + ReLU) to 1/4 of the
   input channels, upsampled back and concatenated with the features themselves.
