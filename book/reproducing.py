@@ -44,7 +44,8 @@ from importlib import metadata
 
 from IPython.display import Markdown, display
 
-from lossdecay_lib.chapters import list_chapters, load_timings, repo_root, timings_path
+from lossdecay_lib.chapters import (execution_timings, list_chapters, load_timings,
+                                    repo_root, timings_path)
 from lossdecay_lib.plots import plot_chapter_times
 from lossdecay_lib.profiles import PROFILES, Profile
 from lossdecay_lib.records import start_chapter
@@ -55,7 +56,8 @@ run = start_chapter(profile=profile, seed=seed)
 root = repo_root()
 chapters = list_chapters(root)
 titles = chapter_titles(root)
-shown = lambda path: path.relative_to(root) if path.is_relative_to(root) else path  # noqa: E731
+shown = lambda path: (  # noqa: E731
+    path.relative_to(root) if path.is_relative_to(root) else path)
 
 # %% [markdown]
 # ## The environment
@@ -76,7 +78,8 @@ for line in (root / "requirements.txt").read_text().splitlines():
             here = "not installed"
         rows.append([f"`{name}`", pinned or "any", here])
 display(Markdown(markdown_table(["package", "pinned", "installed here"], rows)))
-print(f"Python {sys.version.split()[0]}; lossdecay_lib {metadata.version('lossdecay_lib')}")
+print(f"Python {sys.version.split()[0]}; "
+      f"lossdecay_lib {metadata.version('lossdecay_lib')}")
 
 # %% [markdown]
 # The library alone (`pyproject.toml`) accepts any torch from 2.4 on, e.g. Colab's; each chapter's first
@@ -87,47 +90,76 @@ print(f"Python {sys.version.split()[0]}; lossdecay_lib {metadata.version('lossde
 # ## The profiles
 #
 # One parameter, `profile`, sets the size of every experiment (`lossdecay_lib/profiles.py`, the only
-# place sizes live). Each row is one chapter's section of the profile; `None` means the whole dataset.
+# place sizes live). Each table below is one chapter's section of the profiles, a column per profile;
+# `None` means the whole dataset.
 
 # %% tags=["hide-input"]
 names = list(PROFILES)
-display(Markdown(markdown_table(["profile", "what it is for", "seeds per setting"],
-                                [[f"`{n}`", PROFILES[n].description, PROFILES[n].seeds] for n in names])))
+display(Markdown(markdown_table(
+    ["profile", "what it is for", "seeds per setting"],
+    [[f"`{n}`", PROFILES[n].description, PROFILES[n].seeds] for n in names])))
 for f in fields(Profile):
-    if hasattr(getattr(PROFILES[names[0]], f.name), "__dataclass_fields__"):  # one section of sizes
+    # one section of sizes
+    if hasattr(getattr(PROFILES[names[0]], f.name), "__dataclass_fields__"):
         section = {n: asdict(getattr(PROFILES[n], f.name)) for n in names}
         keys = list(section[names[0]])
         display(Markdown(f"**`{f.name}`**\n\n" + markdown_table(
-            ["profile", *(k.replace("_", " ") for k in keys)], [[f"`{n}`", *section[n].values()] for n in names])))
+            ["size", *(f"`{n}`" for n in names)],
+            [[k.replace("_", " "), *(section[n][k] for n in names)] for k in keys])))
 
 # %% [markdown]
 # ## How long each chapter takes
 #
 # The chapter runner (`python -m lossdecay_lib.chapters run`, which `make book` and `make test` call)
-# measures each chapter's wall time and keeps it per profile in the record store
-# (`records/timings/<profile>.json`, committed for the `cpu` profile). A chapter whose runs are already
-# recorded loads them instead of training, so its time is then the time to *render* it; the second
-# table gives the training time of the runs behind each chapter's claims, which is what a fresh
-# machine spends.
+# measures each chapter's wall time at every execution and writes it under `_build/`, beside the
+# executed notebooks the book is built from (the last column, when the runner executed this page). The
+# times kept with the records (`records/timings/<profile>.json`, committed) are replaced only by an
+# execution in which the chapter trained at least one run, or when the runner is given
+# `--record-times`: rendering the book from the committed records changes no file of the checkout. A
+# chapter whose runs are all recorded loads them instead of training, so a kept time with 0 runs
+# trained is the time to *render* it (chapters that train nothing, such as this page, are always timed
+# that way). The second table gives the training time of the runs behind each chapter's claims, which
+# is what a fresh machine spends.
 
 # %% tags=["hide-input"]
 timings = {n: load_timings(n) for n in names}
 measured = [n for n in names if timings[n]]
-rows = [[f"[{titles.get(ch, ch)}]({ch})",
-         *(f"{timings[n][ch]['seconds']:.0f}" if ch in timings[n] else "-" for n in measured)] for ch in chapters]
-display(Markdown(markdown_table(["chapter", *(f"`{n}` (s)" for n in measured)], rows) if measured
+this_build = execution_timings()  # {} unless the chapter runner executes this page
+
+
+def kept(entry):
+    """A kept time, with the runs its execution trained (older entries do not say)."""
+    trained = entry.get("trained_runs")
+    return f"{entry['seconds']:.0f}" + ("" if trained is None else f" ({trained})")
+
+
+headers = ["chapter", *(f"`{n}` (s)" for n in measured)]
+headers += [f"this build, `{run.profile.name}` (s)"] if this_build else []
+rows = []
+for ch in chapters:
+    row = [f"[{titles.get(ch, ch)}]({ch})"]
+    row += [kept(timings[n][ch]) if ch in timings[n] else "-" for n in measured]
+    if this_build:
+        row.append(f"{this_build[ch]['seconds']:.0f}" if ch in this_build else "-")
+    rows.append(row)
+display(Markdown(markdown_table(headers, rows) if measured or this_build
                  else "No chapter times are kept in this record store yet."))
+print("kept times: seconds (runs trained in that execution)")
 for n in measured:
     missing = [ch for ch in chapters if ch not in timings[n]]
     dates = sorted(t["date"][:10] for t in timings[n].values())
-    print(f"{n}: {len(chapters) - len(missing)} of {len(chapters)} chapters measured, {dates[0]} to {dates[-1]}"
+    print(f"{n}: {len(chapters) - len(missing)} of {len(chapters)} chapters measured, "
+          f"{dates[0]} to {dates[-1]}"
           + (f"; not measured:\n  {', '.join(missing)}" if missing else ""))
-print(f"no times kept for: {', '.join(n for n in names if n not in measured) or 'none'}\n"
-      f"(times are kept in {shown(timings_path(run.profile.name).parent.resolve())})")
+print("no times kept for: "
+      f"{', '.join(n for n in names if n not in measured) or 'none'}\n"
+      "(times are kept in "
+      f"{shown(timings_path(run.profile.name).parent.resolve())})")
 
 # %%
-fig = plot_chapter_times({n: {ch: t["seconds"] for ch, t in timings[n].items()} for n in names}, chapters,
-                         title="Measured execution time per chapter, by profile")
+fig = plot_chapter_times(
+    {n: {ch: t["seconds"] for ch, t in timings[n].items()} for n in names},
+    chapters, title="Measured execution time per chapter, by profile")
 
 # %% [markdown]
 # Training time of the runs behind each chapter's stored claims, by profile (each run counted once,
@@ -145,9 +177,12 @@ for n in names:
     for ch in chapters:
         if runs.get(ch):  # chapters whose claims rest on training runs
             rows.append([f"`{n}`", f"[{titles.get(ch, ch)}]({ch})", len(runs[ch]),
-                         f"{sum(runs[ch].values()) / 60:.1f}", ", ".join(sorted(devices[ch]))])
-display(Markdown(markdown_table(["profile", "chapter", "training runs", "training minutes", "device"], rows)
-                 if rows else "No claims are stored yet in this record store."))
+                         f"{sum(runs[ch].values()) / 60:.1f}",
+                         ", ".join(sorted(devices[ch]))])
+display(Markdown(
+    markdown_table(
+        ["profile", "chapter", "training runs", "training minutes", "device"], rows)
+    if rows else "No claims are stored yet in this record store."))
 
 # %% [markdown]
 # ## Rerunning a chapter
@@ -158,8 +193,10 @@ display(Markdown(markdown_table(["profile", "chapter", "training runs", "trainin
 
 # %%
 example = "deep_plain_networks" if "deep_plain_networks" in chapters else chapters[-1]
-print(f"papermill book/{example}.ipynb _build/{example}-gpu.ipynb -p profile gpu -p seed 3")
-print(f"python -m lossdecay_lib.chapters run --only {example} --profile gpu --seed 3 --out _build/executed")
+print(f"papermill book/{example}.ipynb _build/{example}-gpu.ipynb "
+      "-p profile gpu -p seed 3")
+print(f"python -m lossdecay_lib.chapters run --only {example} "
+      "--profile gpu --seed 3 --out _build/executed")
 print("make book PROFILE=gpu        # every chapter, then the HTML book in _build/html")
 
 # %% [markdown]
@@ -178,7 +215,8 @@ for record in store:
     p = record["provenance"]["profile"]
     profiles_found[p] = profiles_found.get(p, 0) + 1
 print(f"record store: {shown(store.root.resolve())}")
-print("run records by profile: " + (", ".join(f"{p}: {k}" for p, k in sorted(profiles_found.items())) or "none"))
+print("run records by profile: "
+      + (", ".join(f"{p}: {k}" for p, k in sorted(profiles_found.items())) or "none"))
 
 # %% [markdown]
 # **Data.** Every dataset is found by one rule: the chapter's `data_root` parameter, else the

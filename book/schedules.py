@@ -70,7 +70,8 @@ loss_weights = {
 }
 random_weights = {
     "U(0, 1) every step (Wei 2018)": S.random_uniform(seed=seed),
-    "authors' code on a random half of batches": S.random_half(S.authors_code_weight(), seed=seed),
+    "authors' code on a random half of batches": S.random_half(
+        S.authors_code_weight(), seed=seed),
 }
 lr_schedules = {
     "piecewise constant x0.1 at 50%, 75%": S.piecewise_constant((0.5, 0.75)),
@@ -87,7 +88,8 @@ fig = plot_schedules(
     },
     epochs=epochs,
     steps_per_epoch=steps_per_epoch,
-    ylabels={"Loss weights of the paper": "loss weight $w_t$", "Random loss weights": "loss weight $w_t$"},
+    ylabels={"Loss weights of the paper": "loss weight $w_t$",
+             "Random loss weights": "loss weight $w_t$"},
     markers=list(random_weights),
 )
 
@@ -117,7 +119,8 @@ for e in (0, 69, 70, 71, 99, 100, 101, 150, 199):
 from lossdecay_lib.weighting import ScheduledWeight
 
 try:
-    ScheduledWeight(S.authors_code_weight(), place="loss").check(epochs=200, steps_per_epoch=1)
+    ScheduledWeight(S.authors_code_weight(), place="loss").check(
+        epochs=200, steps_per_epoch=1)
 except ValueError as err:
     print("refused:", str(err)[:160], "...")
 
@@ -135,7 +138,8 @@ except ValueError as err:
 from lossdecay_lib.plots import plot_curves
 
 code_lr = S.per_epoch(S.poly(0.9))  # the code's poly, set once per epoch
-paper_product = 0.1 * S.linear_decay(2.0)  # fixed lr 0.1 (the code's base lr) times the Fig. 2a weight
+# fixed lr 0.1 (the code's base lr) times the Fig. 2a weight
+paper_product = 0.1 * S.linear_decay(2.0)
 code_product = 0.1 * code_lr * S.authors_code_weight()
 xs, paper_vals = S.curve(paper_product, epochs, steps_per_epoch)
 _, code_vals = S.curve(code_product, epochs, steps_per_epoch)

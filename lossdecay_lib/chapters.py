@@ -26,9 +26,12 @@ from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
 __all__ = ["repo_root", "list_chapters", "execute_chapter", "run_chapters", "chapter_parameters",
-           "check_parameter_names", "stage_book", "build_book", "main"]
+           "check_parameter_names", "stage_book", "build_book", "timings_path", "load_timings",
+           "execution_timings", "main"]
 
 INJECTED_TAG = "injected-parameters"
+# Set by run_chapters for the kernels it starts: the times of the execution in progress (under _build/).
+EXECUTION_TIMINGS_ENV = "LOSSDECAY_EXECUTION_TIMINGS"
 HIDE_TAG = "remove-cell"
 
 
@@ -91,27 +94,55 @@ def execute_chapter(root: Path, name: str, out_dir: Path, parameters: Dict) -> f
     return time.perf_counter() - t0
 
 
-def run_chapters(root: Path, out_dir: Path, parameters: Dict, only: Sequence[str] = ()) -> Dict[str, float]:
-    """Execute the chapters (all, or ``only``); record their wall times in ``out_dir/timings.json`` and
-    in the profile's :func:`timings_path`."""
+def run_chapters(root: Path, out_dir: Path, parameters: Dict, only: Sequence[str] = (),
+                 record_times: bool = False) -> Dict[str, float]:
+    """Execute the chapters (all, or ``only``) and return their wall times in seconds.
+
+    Every time goes to ``out_dir/timings.json`` (under ``_build/``). The profile's kept times
+    (:func:`timings_path`, committed for the book's profiles) change only for a chapter that trained at
+    least one run in this execution (its record store received a record), or for every chapter with
+    ``record_times``: rendering the book from existing records leaves the checkout as it was.
+    """
     chapters = list_chapters(root)
     unknown = [n for n in only if n not in chapters]
     if unknown:
         raise ValueError(f"unknown chapter(s) {', '.join(unknown)}; chapters: {', '.join(chapters)}")
     check_parameter_names(root, only or chapters, parameters)
     from .profiles import get_profile
+    from .records import check_parameters
+    from .runs import TRAINED_LOG_ENV
 
     profile = get_profile(str(parameters.get("profile", "auto"))).name  # "auto" becomes cpu or gpu
+    seed = parameters.get("seed", 0)
+    if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
+        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+    check_parameters(**{k: v for k, v in parameters.items() if k not in ("profile", "seed", "device")})
+    out_dir.mkdir(parents=True, exist_ok=True)
     timings = {}
-    for name in only or chapters:
-        print(f"executing {name} with {parameters} ...", flush=True)
-        timings[name] = round(execute_chapter(root, name, out_dir, parameters), 1)
-        print(f"  {name}: {timings[name]} s", flush=True)
-        # merged as soon as the chapter is done, so a later chapter ("Reproducing this book") shows it
-        entry = {"seconds": timings[name], "parameters": parameters, "profile": profile,
-                 "date": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())}
-        _merge_timing(out_dir / "timings.json", name, entry)
-        _merge_timing(timings_path(profile), name, entry)
+    saved_env = {k: os.environ.get(k) for k in (TRAINED_LOG_ENV, EXECUTION_TIMINGS_ENV)}
+    os.environ[EXECUTION_TIMINGS_ENV] = str((out_dir / "timings.json").resolve())
+    try:
+        for name in only or chapters:
+            print(f"executing {name} with {parameters} ...", flush=True)
+            log = out_dir / f".trained-{name}.log"  # RunStore.save appends the key of each run it records
+            log.unlink(missing_ok=True)
+            os.environ[TRAINED_LOG_ENV] = str(log.resolve())  # the kernel (and its workers) inherit it
+            timings[name] = round(execute_chapter(root, name, out_dir, parameters), 1)
+            trained = len(set(log.read_text().split())) if log.is_file() else 0
+            log.unlink(missing_ok=True)
+            print(f"  {name}: {timings[name]} s, {trained} run(s) trained", flush=True)
+            # merged as soon as the chapter is done, so a later chapter ("Reproducing this book") shows it
+            entry = {"seconds": timings[name], "parameters": parameters, "profile": profile,
+                     "trained_runs": trained, "date": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())}
+            _merge_timing(out_dir / "timings.json", name, entry)
+            if trained or record_times:
+                _merge_timing(timings_path(profile), name, entry)
+    finally:
+        for k, v in saved_env.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
     return timings
 
 
@@ -119,8 +150,9 @@ def timings_path(profile: str, store_root: Optional[Path] = None) -> Path:
     """Where the measured chapter times of a profile are kept: ``<record store>/timings/<profile>.json``.
 
     The record store is :meth:`lossdecay_lib.runs.RunStore.default` (``records/``, or
-    ``$LOSSDECAY_RECORDS``), so the cpu profile's times are committed beside its records and ``make test``
-    keeps the smoke times under ``_build/``.
+    ``$LOSSDECAY_RECORDS``), so the book's profiles keep their times committed beside their records and
+    ``make test`` keeps the smoke times under ``_build/``. :func:`run_chapters` writes here only for a
+    chapter that trained (or with ``record_times``).
     """
     if store_root is None:
         from .runs import RunStore
@@ -133,6 +165,13 @@ def load_timings(profile: str, store_root: Optional[Path] = None) -> Dict[str, D
     """The measured times of a profile's chapters: ``{chapter: {"seconds", "date", "parameters", ...}}``."""
     path = timings_path(profile, store_root)
     return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def execution_timings() -> Dict[str, Dict]:
+    """The times of the execution in progress, chapter by chapter as each one finishes, when the chapter
+    runner (:func:`run_chapters`) executes this kernel; ``{}`` otherwise (e.g. papermill or Colab)."""
+    path = os.environ.get(EXECUTION_TIMINGS_ENV)
+    return json.loads(Path(path).read_text()) if path and Path(path).is_file() else {}
 
 
 def _merge_timing(path: Path, name: str, entry: Dict) -> None:
@@ -168,19 +207,25 @@ def check_parameter_names(root: Path, chapters: Sequence[str], parameters: Dict)
 
 
 def stage_book(root: Path, executed: Path, site: Path) -> Path:
-    """Lay out the book's sources with the executed chapters in place of the paired notebooks."""
+    """Lay out the book's sources with the executed chapters in place of the paired notebooks.
+
+    Every chapter must have been executed into ``executed``; that is checked before ``site`` is touched.
+    """
+    missing = [name for name in list_chapters(root) if not (executed / f"{name}.ipynb").is_file()]
+    if missing:
+        raise FileNotFoundError(f"chapter(s) {', '.join(missing)} not executed into {executed}: run "
+                                f"`python -m lossdecay_lib.chapters run --out {executed}` (or `make book`) first")
     if site.exists():
         shutil.rmtree(site)
     (site / "book").mkdir(parents=True)
     for f in ("_config.yml", "_toc.yml"):
         shutil.copy2(root / f, site / f)
+    if (root / "_static").is_dir():  # the book's CSS (Jupyter Book includes every .css of _static)
+        shutil.copytree(root / "_static", site / "_static")
     for md in (root / "book").glob("*.md"):
         shutil.copy2(md, site / "book" / md.name)
     for name in list_chapters(root):
-        nb = executed / f"{name}.ipynb"
-        if not nb.is_file():
-            raise FileNotFoundError(f"chapter {name} has not been executed into {executed}: run `make book`")
-        shutil.copy2(nb, site / "book" / nb.name)
+        shutil.copy2(executed / f"{name}.ipynb", site / "book" / f"{name}.ipynb")
     return site
 
 
@@ -205,9 +250,23 @@ def _parse_value(text: str):
         return text
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line on stderr (``error: ...``) and exit status 2."""
+
+    def error(self, message):
+        _fail(f"{message} (see {self.prog} --help)")
+
+
+def _fail(message: str) -> None:
+    print("error: " + " ".join(str(message).split()), file=sys.stderr)
+    sys.exit(2)
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m lossdecay_lib.chapters", description=__doc__.split("\n\n")[0])
-    sub = parser.add_subparsers(dest="command", required=True)
+    """The command line. Bad input (an unknown profile, chapter or parameter, a bad value, a missing
+    executed chapter) is answered with one line ``error: ...`` on stderr and exit status 2."""
+    parser = _Parser(prog="python -m lossdecay_lib.chapters", description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     run = sub.add_parser("run", help="execute chapters with papermill")
     run.add_argument("--profile", default="auto")
     run.add_argument("--seed", type=int, default=None)
@@ -216,25 +275,40 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     run.add_argument("-p", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"), help="extra parameter")
     run.add_argument("--jobs", type=int, default=None,
                      help="training runs in parallel processes, one thread each (default: the number of cores)")
+    run.add_argument("--record-times", action="store_true",
+                     help="keep every chapter's time in the record store's timings/<profile>.json, not only "
+                          "those of chapters that trained a run")
     build = sub.add_parser("build", help="build the HTML book from executed chapters")
     build.add_argument("--executed", default="_build/executed")
     build.add_argument("--out", default=None, help="folder that receives _build/html (default: the checkout)")
     args = parser.parse_args(argv)
 
-    root = repo_root()
-    if args.command == "run":
-        params = {"profile": args.profile}
-        if args.seed is not None:
-            params["seed"] = args.seed
-        params.update({k: _parse_value(v) for k, v in args.p})
-        if args.jobs is not None:
-            from .campaign import JOBS_ENV, check_jobs
+    try:
+        root = repo_root()
+        if args.command == "run":
+            params = {"profile": args.profile}
+            if args.seed is not None:
+                params["seed"] = args.seed
+            params.update({k: _parse_value(v) for k, v in args.p})
+            if args.jobs is not None:
+                from .campaign import JOBS_ENV, check_jobs
 
-            os.environ[JOBS_ENV] = str(check_jobs(args.jobs))  # the kernels inherit it (train_seeds)
-        run_chapters(root, root / args.out, params, args.only)
-    else:
-        html = build_book(root, root / args.executed, root / args.out if args.out else None)
-        print(f"book built: {html / 'index.html'}")
+                os.environ[JOBS_ENV] = str(check_jobs(args.jobs))  # the kernels inherit it (train_seeds)
+            run_chapters(root, root / args.out, params, args.only, record_times=args.record_times)
+        else:
+            html = build_book(root, root / args.executed, root / args.out if args.out else None)
+            print(f"book built: {html / 'index.html'}")
+    except (ValueError, FileNotFoundError) as e:  # bad input: the message says what and how to fix it
+        _fail(str(e))
+    except subprocess.CalledProcessError as e:  # jupyter-book printed its warnings above
+        print(f"error: the book did not build ({' '.join(map(str, e.cmd[:2]))} exited with {e.returncode}); "
+              "its messages are above", file=sys.stderr)
+        return 1
+    except Exception as e:
+        if type(e).__name__ != "PapermillExecutionError":
+            raise
+        print(f"error: a chapter raised; its executed copy in {args.out} shows the cell:{e}", file=sys.stderr)
+        return 1
     return 0
 
 

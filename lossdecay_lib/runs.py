@@ -20,10 +20,13 @@ from typing import Dict, Iterable, Iterator, List, Optional, Sequence, Union
 from .records import read_json, write_json_atomic
 from .statistics import mean_std
 
-__all__ = ["RECORDS_ENV", "RunStore", "config_key", "run_key", "group_by_label", "metric_curves", "summarize", "setting_name",
+__all__ = ["RECORDS_ENV", "TRAINED_LOG_ENV", "RunStore", "config_key", "run_key", "group_by_label", "metric_curves", "summarize", "setting_name",
            "markdown_table"]
 
 RECORDS_ENV = "LOSSDECAY_RECORDS"
+# When set (by the chapter runner), every record saved appends its key to this file, one a line: how the
+# runner knows whether a chapter trained anything (lossdecay_lib.chapters.run_chapters).
+TRAINED_LOG_ENV = "LOSSDECAY_TRAINED_LOG"
 
 
 def config_key(description: Dict) -> str:
@@ -75,7 +78,12 @@ class RunStore:
         return record if record.get("status") in ("finished", "diverged") else None
 
     def save(self, key: str, record: Dict) -> Path:
-        return write_json_atomic(self.path(key), record)
+        path = write_json_atomic(self.path(key), record)
+        log = os.environ.get(TRAINED_LOG_ENV)
+        if log:
+            with open(log, "a") as f:  # appends of a line are atomic across processes
+                f.write(key + "\n")
+        return path
 
     def __iter__(self) -> Iterator[Dict]:
         for p in sorted(self.root.glob("*.json")):

@@ -6,6 +6,8 @@ the HTML tests build it themselves (about a minute).
 
 import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import jupytext
@@ -101,3 +103,60 @@ def test_a_parameter_no_chapter_declares_is_refused_before_any_work(tmp_path):
     with pytest.raises(ValueError, match=r"unknown parameter\(s\) profil for schedules; valid parameters: .*profile"):
         run_chapters(ROOT, tmp_path, {"profil": "gpu"}, only=["schedules"])
     assert not list(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("args, says", [
+    (["run", "--profile", "huge"], "unknown profile 'huge'; valid profiles: "),
+    (["run", "--only", "nosuch"], "unknown chapter(s) nosuch; chapters: schedules, "),
+    (["run", "-p", "epochs", "5"], "unknown parameter(s) epochs for "),
+    (["run", "--seed", "-1"], "seed must be a non-negative integer"),
+    (["run", "--jobs", "many"], "argument --jobs: invalid int value"),
+])
+def test_command_line_answers_bad_input_with_one_line_and_status_2(tmp_path, args, says):
+    env = {**os.environ, "LOSSDECAY_RECORDS": str(tmp_path / "records")}
+    out = subprocess.run([sys.executable, "-m", "lossdecay_lib.chapters", *args, "--out", str(tmp_path / "out")],
+                         cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 2, out.stderr
+    assert "Traceback" not in out.stderr and out.stdout == ""
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and says in lines[0], out.stderr
+    assert not (tmp_path / "out").exists() and not (tmp_path / "records").exists(), "nothing ran"
+
+
+def test_build_without_executed_chapters_is_one_line_and_touches_nothing(tmp_path):
+    site = tmp_path / "book" / "_build" / "site"
+    site.mkdir(parents=True)
+    (site / "keep").write_text("a previous build")
+    out = subprocess.run([sys.executable, "-m", "lossdecay_lib.chapters", "build", "--executed", str(tmp_path),
+                          "--out", str(tmp_path / "book")], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: chapter(s) schedules, "), out.stderr
+    assert "not executed into" in lines[0]
+    assert (site / "keep").is_file(), "the previous build was removed before the check"
+
+
+# Code lines of the chapters fit the page: at a 1280-pixel window the article's code cells show 88
+# characters (tests/test_browser.py measures it in Chromium; this finds the line in the source).
+CODE_WIDTH = 88
+
+
+@pytest.mark.parametrize("name", CHAPTERS)
+def test_shown_code_lines_fit_the_page(name):
+    nb = jupytext.read(ROOT / "book" / f"{name}.py")
+    long = [(i, line) for i, cell in enumerate(nb.cells) if cell.cell_type == "code"
+            and not {"remove-cell", "remove-input"} & set(cell.metadata.get("tags", []))
+            for line in cell.source.splitlines() if len(line) > CODE_WIDTH]
+    assert not long, f"book/{name}.py: {len(long)} shown code line(s) over {CODE_WIDTH} characters:\n" + "\n".join(
+        f"  cell {i}: {line}" for i, line in long)
+
+
+def test_install_cells_use_the_repository_of_config_yml():
+    """The README's promise: `repository.url` (and branch) in _config.yml is the public home, and each
+    chapter's install cell, which cannot read it in Colab, names the same address."""
+    config = (ROOT / "_config.yml").read_text()
+    url = re.search(r'^repository:\n(?:\s+.*\n)*?\s+url:\s*"?([^"\s]+)"?', config, re.M).group(1)
+    branch = re.search(r'^repository:\n(?:\s+.*\n)*?\s+branch:\s*"?([^"\s]+)"?', config, re.M).group(1)
+    for name in CHAPTERS:
+        found = set(re.findall(r"git\+(https://[^\"@\s]+)@(\w+)", (ROOT / "book" / f"{name}.py").read_text()))
+        assert found == {(url, branch)}, f"book/{name}.py installs from {found}, _config.yml says {url}@{branch}"

@@ -4,8 +4,10 @@ Builds on the HTML tests of ``test_book.py`` (its ``html`` fixture: ``LOSSDECAY_
 book built on the spot). Each page is loaded by Debian's ``chromium`` with ``--dump-dom`` (the DOM after
 the page's scripts ran), then: the page loaded (it has its article), every figure the executed chapter
 produced is an ``<img>`` of ``_images/`` whose file is there and not empty, no relative link points to a
-missing file, and no page shows a Python traceback. Without chromium these tests are skipped, except
-under ``CI=true``, where they fail (``.ci/run`` installs chromium).
+missing file, no page shows a Python traceback, every formula was typeset by the MathJax the book serves
+itself (no script from the network, no raw TeX left), and, at a 1280-pixel window, no code block scrolls
+sideways. Without chromium these tests are skipped, except under ``CI=true``, where they fail
+(``.ci/run`` installs chromium).
 """
 
 import json
@@ -14,6 +16,7 @@ import re
 import shutil
 import subprocess
 from pathlib import Path
+from html import unescape as html_unescape
 from urllib.parse import unquote, urlsplit
 
 import pytest
@@ -59,6 +62,11 @@ def browse(chromium, tmp_dir: Path, url: str, *extra: str, timeout: float = 120)
     return out.stdout
 
 
+def dump_dom(chromium, tmp_dir: Path, page: Path, *extra: str) -> str:
+    """The DOM of ``page`` once its scripts ran; virtual time lets deferred ones (MathJax) finish first."""
+    return browse(chromium, tmp_dir, page.resolve().as_uri(), "--dump-dom", "--virtual-time-budget=10000", *extra)
+
+
 def page_path(html, name: str) -> Path:
     return html / "book" / f"{name}.html"
 
@@ -71,7 +79,7 @@ def doms(chromium, html, tmp_path_factory):
     for name in PAGES:
         page = page_path(html, name)
         assert page.is_file(), f"{page} was not built"
-        found[name] = browse(chromium, tmp, page.resolve().as_uri(), "--dump-dom")
+        found[name] = dump_dom(chromium, tmp, page)
     return found
 
 
@@ -147,3 +155,98 @@ def test_screenshot_of_a_page_is_not_blank(chromium, html, tmp_path):
     browse(chromium, tmp_path, page_path(html, "intro").resolve().as_uri(), f"--screenshot={shot}",
            "--window-size=1200,900", "--hide-scrollbars")
     assert shot.is_file() and shot.stat().st_size > 20000, "the screenshot of the front page is (nearly) blank"
+
+
+# -- formulas -------------------------------------------------------------------------------------------
+def _visible_text(dom: str) -> str:
+    """The page's text outside code, scripts and styles (where TeX source may legitimately appear)."""
+    dom = re.sub(r"(?is)<(script|style|pre|code|mjx-container)\b.*?</\1>", " ", dom)
+    return re.sub(r"<[^>]+>", " ", dom)
+
+
+def math_nodes(html, name: str) -> int:
+    """How many formulas Sphinx wrote into the page (``math`` spans and blocks, before any script ran)."""
+    return len(re.findall(r'class="math[ "]', page_path(html, name).read_text()))
+
+
+def test_some_pages_have_math(html):
+    assert sum(math_nodes(html, name) for name in PAGES) > 10, "no formulas at all: did the build change?"
+
+
+@pytest.mark.parametrize("name", PAGES)
+def test_formulas_are_typeset_offline(doms, html, name):
+    static = page_path(html, name).read_text()
+    remote = re.findall(r'<script[^>]+src="(?:https?:)?//[^"]+"', static)
+    assert not remote, f"{name}: scripts loaded from the network: {remote}"
+    expected = math_nodes(html, name)
+    if not expected:
+        pytest.skip(f"{name} has no formulas")
+    mathjax = re.search(r'<script[^>]+src="([^"]*mathjax[^"]*)"', static)
+    assert mathjax, f"{name}: no MathJax script"
+    served = page_path(html, name).parent / unquote(urlsplit(mathjax.group(1)).path)
+    assert served.is_file(), f"{name}: {mathjax.group(1)} is not in the built site"
+    dom = doms[name]
+    typeset = len(re.findall(r"<mjx-container\b", dom))
+    assert typeset >= expected, f"{name}: {expected} formulas, {typeset} typeset by MathJax"
+    assert "<mjx-merror" not in dom, f"{name}: MathJax reports a TeX error"
+    text = _visible_text(dom)
+    for raw in (r"\(", r"\[", "$$"):
+        at = text.find(raw)
+        assert at < 0, f"{name}: raw TeX {raw!r} shown: ...{' '.join(text[max(0, at - 80):at + 80].split())}..."
+    dollar = re.search(r"\$[^$\s][^$]{0,80}?[\\^_{}][^$]{0,80}?\$", text)
+    assert not dollar, f"{name}: raw TeX shown: {dollar.group(0)!r}"
+
+
+# -- code that fits -------------------------------------------------------------------------------------
+WINDOW = (1280, 900)
+# Injected into a copy of each page: once fonts and MathJax are ready, every hidden cell is opened and each
+# <pre> of the article is measured; the result is written into the DOM for --dump-dom to carry out.
+_MEASURE = """
+<script>
+window.addEventListener("load", () => {
+  document.querySelectorAll("details").forEach(d => { d.open = true; });
+  const typeset = window.MathJax && MathJax.startup ? MathJax.startup.promise : Promise.resolve();
+  Promise.all([document.fonts.ready, typeset]).then(() => setTimeout(() => {
+    const found = [...document.querySelectorAll("article pre")].map(pre => ({
+      where: pre.closest("div.cell_input") ? "code cell" : pre.closest("div.cell_output")
+             ? "cell output" : "code block",
+      scroll: pre.scrollWidth, client: pre.clientWidth,
+      line: pre.textContent.split("\\n").reduce((a, b) => b.length > a.length ? b : a, ""),
+    }));
+    const out = document.createElement("script");
+    out.type = "application/json"; out.id = "lossdecay-measured";
+    out.textContent = JSON.stringify(found);
+    document.body.appendChild(out);
+  }, 100));
+});
+</script>
+"""
+
+
+@pytest.fixture(scope="module")
+def code_widths(chromium, html, tmp_path_factory):
+    """Every <pre> of every page at a 1280-pixel window: ``{page: [{where, scroll, client, line}]}``."""
+    tmp = tmp_path_factory.mktemp("widths")
+    found = {}
+    for name in PAGES:
+        page = page_path(html, name)
+        probe = page.with_name(f"_measure-{name}.html")  # beside the page: its relative links still work
+        probe.write_text(page.read_text().replace("</body>", _MEASURE + "</body>"))
+        try:
+            dom = dump_dom(chromium, tmp, probe, f"--window-size={WINDOW[0]},{WINDOW[1]}", "--hide-scrollbars")
+        finally:
+            probe.unlink()
+        result = re.search(r'<script type="application/json" id="lossdecay-measured">(.*?)</script>', dom, re.S)
+        assert result, f"{name}: the measuring script left no result"
+        found[name] = json.loads(html_unescape(result.group(1)))
+    return found
+
+
+@pytest.mark.parametrize("name", PAGES)
+def test_no_code_scrolls_sideways_at_1280_pixels(code_widths, name):
+    blocks = code_widths[name]
+    shown = [b for b in blocks if b["client"] > 0]
+    assert len(shown) == len(blocks), f"{name}: a <pre> was not laid out (a hidden cell did not open?)"
+    wide = [b for b in blocks if b["scroll"] > b["client"]]
+    assert not wide, f"{name}: {len(wide)} code block(s) wider than the page at {WINDOW[0]} px, e.g. " + "; ".join(
+        f"{b['where']} {b['scroll']} > {b['client']} px: {b['line'].strip()[:100]!r}" for b in wide[:5])
