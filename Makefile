@@ -19,7 +19,7 @@ endif
 # Their training runs keep records under _build/, so tests always train afresh and never touch records/.
 TEST_ENV := OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 LOSSDECAY_RECORDS=$(CURDIR)/_build/test-records
 
-.PHONY: setup book test unit clean sync records
+.PHONY: setup book test unit clean sync records gpu-carry
 
 setup: $(STAMP)
 
@@ -41,6 +41,17 @@ book: $(STAMP)
 records: $(STAMP)
 	OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(PY) -m lossdecay_lib.campaign --profile $(if $(filter auto,$(PROFILE)),cpu,$(PROFILE)) \
 		$(JOBS_ARG) $(if $(COMMIT),--commit,)
+
+## make gpu-carry: what a lent GPU's call of benchmarks/gpu_book.sh carries (that machine has no internet and
+## no ../shared): the CIFAR-10 and facades archives in .device-data/, the schedulefree wheel in .whl/, both
+## git-ignored (.git/info/exclude). README, "Beyond one machine", gives the call.
+gpu-carry:
+	mkdir -p .device-data .whl
+	cp $(LOSSDECAY_DATA)/cifar10-jpeg.tar.gz $(LOSSDECAY_DATA)/facades.tar.gz .device-data/
+	$(PYTHON) -m pip download -q --no-deps -d .whl $$(grep '^schedulefree==' requirements.txt)
+	exclude=$$(git rev-parse --git-path info/exclude); for d in /.device-data/ /.whl/; do \
+		grep -qxsF $$d $$exclude || echo $$d >> $$exclude; done
+	du -sh .device-data .whl
 
 ## make test: unit tests, every chapter executed in the smoke profile, the book built from it, and nbval.
 test: $(STAMP)

@@ -113,6 +113,7 @@ def _minutes(seconds: float) -> str:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
+    from .executors import add_arguments, executor_options, run_runs
     from .experiments import CHAPTERS
     from .runs import RunStore, run_key
     from .training import train_classifier
@@ -123,6 +124,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--seeds", nargs="*", type=int, default=None, help="default: the profile's seeds from 0")
     parser.add_argument("--jobs", type=int, default=None, help="parallel runs (default: $LOSSDECAY_JOBS, else the cores)")
     parser.add_argument("--data-root", default=None)
+    add_arguments(parser)  # --executor local|ray, --ray-address, --cpus-per-run, --gpus-per-run, --max-retries
     parser.add_argument("--commit", action="store_true", help="git-commit each finished record as it lands")
     parser.add_argument("--dry-run", action="store_true", help="list the runs, train nothing")
     args = parser.parse_args(argv)
@@ -131,14 +133,17 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
         prof = get_profile(args.profile)
         jobs = check_jobs(args.jobs) if args.jobs is not None else default_jobs()
+        engine = executor_options(args)
         seeds = args.seeds if args.seeds is not None else list(range(prof.seeds))
         store = RunStore.default()
         todo = plan(prof.name, args.chapters, seeds, store)
     except ValueError as e:
         parser.exit(2, f"error: {e}\n")
     missing, total = todo["missing"], len(todo["done"]) + len(todo["missing"])
+    where = f"{jobs} job(s)" if engine["executor"] == "local" else \
+        f"Ray ({engine['ray_address'] or os.environ.get('RAY_ADDRESS') or 'a local cluster'})"
     print(f"campaign {prof.name}: {total} runs of {', '.join(args.chapters)}; {len(todo['done'])} done, "
-          f"{len(missing)} to train with {jobs} job(s); records in {store.root}", flush=True)
+          f"{len(missing)} to train with {where}; records in {store.root}", flush=True)
     for c in missing:
         print(f"  to train: {run_key(c)} {c.label}, seed {c.seed}", flush=True)
     if args.dry_run or not missing:
@@ -158,8 +163,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             _commit([str(store.path(key))], f"Record ({prof.name}): {c.label}, seed {c.seed} "
                     f"({record['status']}, {record.get('wall_seconds', 0) / 60:.0f} min)")
 
-    run_parallel(train_classifier, missing, jobs, on_done=on_done, data_root=args.data_root, store=store,
-                 progress=False)
+    run_runs(train_classifier, missing, jobs=jobs, on_done=on_done, data_root=args.data_root, store=store,
+             progress=False, **engine)
     print(f"campaign done: {len(finished)} runs in {_minutes(time.time() - started)}", flush=True)
     return 0
 

@@ -7,7 +7,8 @@
   and the whole 10,000-image test set, images average-pooled to 16x16 so that a 2-core CPU can train
   20 epochs of a 40-layer plain network in about 25 minutes per run; the compute goes to depth and
   epochs, not pixels. Segmentation and pix2pix at the ``quick`` sizes.
-- ``gpu``: full-size data on one modern GPU, minutes per chapter.
+- ``gpu``: all of CIFAR-10 at 32x32 on one GPU, 8 epochs; the classification chapters sized for about
+  8 minutes on one H200 with several runs at once (``benchmarks/gpu_book.sh``; an estimate until measured).
 - ``paper``: the paper's own protocol (epochs, batch sizes, networks).
 - ``auto`` (the default of every chapter) picks ``gpu`` when CUDA is available, else ``cpu``.
 
@@ -174,12 +175,19 @@ PROFILES: Dict[str, Profile] = {
     ),
     "gpu": Profile(
         name="gpu",
-        description="full-size data on one modern GPU: minutes per chapter",
+        description=("all of CIFAR-10 at 32x32 on one GPU, 8 epochs: the four classification chapters sized for "
+                     "8 minutes on one H200 (an estimate, not yet measured: benchmarks/gpu_book.py estimate)"),
         seeds=3,
         curve_steps_per_epoch=50,
         equivalence=EquivalenceSizes(steps=200, batch_size=64, per_class=128, depth=8, width=16),
-        classification=ClassificationSizes(train_per_class=None, test_per_class=None, epochs=30, batch_size=128, depths=(40, 50), width=16, resnet_width=64),
-        curvature=CurvatureSizes(train_per_class=None, epochs=30, batch_size=128, depth=40, width=16, every=100, sharpness_every=2),
+        # Sized by benchmarks/gpu_book.py estimate (training FLOPs counted, throughput assumed: 35 TFLOP/s for
+        # the plain networks and 150 for ResNet-34 with several runs sharing the GPU): about 6.7 minutes of
+        # training for the four classification chapters (30 epochs and a width-64 ResNet: about 33).
+        classification=ClassificationSizes(train_per_class=None, test_per_class=None, epochs=8, batch_size=128,
+                                           depths=(40, 50), width=16, resnet_width=32,
+                                           extra_baselines=("cosine lr",)),
+        curvature=CurvatureSizes(train_per_class=None, epochs=8, batch_size=128, depth=40, width=16, every=100,
+                                 sharpness_every=2, measure_batch=64),
         segmentation=SegmentationSizes(backbone="resnet50", train_images=None, val_images=None, crop=224, image_size=None, epochs=50, batch_size=4),
         pix2pix=Pix2PixSizes(train_images=None, test_images=None, image_size=256, num_downs=8, ngf=64, ndf=64, epochs=20, batch_size=1),
     ),

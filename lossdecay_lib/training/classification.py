@@ -368,14 +368,16 @@ def train_classifier(config: ClassificationConfig, data_root=None, device: str =
 
 
 def train_seeds(configs: Sequence[ClassificationConfig], seeds: Sequence[int], jobs: Optional[int] = None,
-                **kwargs) -> List[Dict]:
+                executor: Optional[str] = None, **kwargs) -> List[Dict]:
     """Every configuration at every seed, records in order; finished runs are loaded, not retrained.
 
     The runs still to train go to ``jobs`` processes of one thread each (default:
     :func:`lossdecay_lib.campaign.default_jobs`, the number of cores on a CPU); each record is the one a
-    sequential run writes.
+    sequential run writes. ``executor="ray"`` (default: ``$LOSSDECAY_EXECUTOR``, else ``"local"``) sends
+    them to a Ray cluster instead (``$RAY_ADDRESS``, else a local one; :mod:`lossdecay_lib.executors`).
     """
     from ..campaign import default_jobs, run_parallel
+    from ..executors import check_executor, default_executor, run_on_ray
     from ..runs import RunStore, run_key
 
     runs = [c.with_(seed=s) for c in configs for s in seeds]
@@ -385,7 +387,11 @@ def train_seeds(configs: Sequence[ClassificationConfig], seeds: Sequence[int], j
     kwargs["store"] = store
     force = kwargs.get("force", False)
     todo = [c for c in runs if force or store.load(run_key(c)) is None]
-    if todo:
+    executor = default_executor() if executor is None else check_executor(executor)
+    if todo and executor == "ray":
+        run_on_ray(train_classifier, todo, **dict(kwargs, progress=False))
+        kwargs["force"] = False  # the cluster trained them: load them below
+    elif todo:
         jobs = default_jobs() if jobs is None else jobs
         if jobs > 1 and len(todo) > 1:
             run_parallel(train_classifier, todo, jobs, **dict(kwargs, progress=False))
