@@ -17,8 +17,9 @@
 # # Verdict
 #
 # Every chapter that tests a claim of the paper stores its verdict when it is executed
-# (`lossdecay_lib.verdict.record_claim`): the claim, the paper's own number or words, our result with
-# its spread over seeds, and the provenance of the runs behind it. This page gathers the stored claims
+# (`lossdecay_lib.verdict.claim_from_comparison` or `stated_claim`): the claim, the paper's own number
+# or words, our result with its spread over seeds and its test, and the provenance of the runs behind
+# it. This page gathers the stored claims
 # of the profile in its header; nothing in its tables is typed in. It is the last chapter of the book,
 # so when the book is executed it sees the claims of every chapter executed before it.
 #
