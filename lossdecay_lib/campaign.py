@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import concurrent.futures as cf
+import math
 import multiprocessing
 import os
 import subprocess
@@ -26,7 +27,7 @@ import sys
 import time
 from typing import Callable, Dict, List, Optional, Sequence
 
-__all__ = ["default_jobs", "run_parallel", "plan", "main"]
+__all__ = ["default_jobs", "run_parallel", "plan", "cost", "main"]
 
 JOBS_ENV = "LOSSDECAY_JOBS"
 
@@ -96,6 +97,31 @@ def plan(profile: str, chapters: Sequence[str], seeds: Sequence[int], store) -> 
     return {"done": done, "missing": [c for c in configs if store.load(run_key(c)) is None]}
 
 
+def _core_seconds(record: Dict) -> float:
+    """The CPU seconds a run used (its wall time for records from before ``cpu_seconds`` was kept)."""
+    cpu = record.get("cpu_seconds")
+    return cpu if cpu is not None else record.get("wall_seconds", 0.0)
+
+
+def cost(profile: str, chapters: Sequence[str], seeds: Sequence[int], store) -> List[Dict]:
+    """Per chapter: its runs, how many are finished, the core-hours they took (the CPU time of each run's
+    process, which does not grow when other work shares the cores), and an estimate for the rest (the
+    mean of its finished runs). A run shared by two chapters counts in the first (priority order)."""
+    from .experiments import campaign_configs
+    from .runs import run_key
+
+    rows, counted = [], set()
+    for name in chapters:
+        configs = [c for c in campaign_configs(profile, [name], seeds) if run_key(c) not in counted]
+        counted.update(run_key(c) for c in configs)
+        records = [r for r in (store.load(run_key(c)) for c in configs) if r is not None]
+        spent = sum(_core_seconds(r) for r in records) / 3600
+        left = (len(configs) - len(records)) * (spent / len(records) if records else math.nan)
+        rows.append({"chapter": name, "runs": len(configs), "finished": len(records), "core_hours": spent,
+                     "core_hours_left": left})
+    return rows
+
+
 def _commit(paths: Sequence[str], message: str) -> None:
     """Commit just these paths (other staged work is left alone); retried while git's index is locked."""
     for attempt in range(10):
@@ -127,6 +153,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     add_arguments(parser)  # --executor local|ray, --ray-address, --cpus-per-run, --gpus-per-run, --max-retries
     parser.add_argument("--commit", action="store_true", help="git-commit each finished record as it lands")
     parser.add_argument("--dry-run", action="store_true", help="list the runs, train nothing")
+    parser.add_argument("--status", action="store_true", help="runs finished and core-hours per chapter, train nothing")
     args = parser.parse_args(argv)
     try:
         from .profiles import get_profile
@@ -139,6 +166,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         todo = plan(prof.name, args.chapters, seeds, store)
     except ValueError as e:
         parser.exit(2, f"error: {e}\n")
+    if args.status:
+        for row in cost(prof.name, args.chapters, seeds, store):
+            left = row["core_hours_left"]
+            left = "not estimated yet" if math.isnan(left) else f"about {left:.1f} to go"
+            print(f"{row['chapter']}: {row['finished']}/{row['runs']} runs, {row['core_hours']:.1f} core-hours "
+                  f"spent, {left}")
+        return 0
     missing, total = todo["missing"], len(todo["done"]) + len(todo["missing"])
     where = f"{jobs} job(s)" if engine["executor"] == "local" else \
         f"Ray ({engine['ray_address'] or os.environ.get('RAY_ADDRESS') or 'a local cluster'})"

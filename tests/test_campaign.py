@@ -13,14 +13,14 @@ import torch.nn.functional as F
 
 from lossdecay_lib import experiments as E
 from lossdecay_lib import schedules as S
-from lossdecay_lib.campaign import plan, run_parallel
+from lossdecay_lib.campaign import cost, plan, run_parallel
 from lossdecay_lib.data import CifarBatches
 from lossdecay_lib.profiles import get_profile
 from lossdecay_lib.runs import RunStore, config_key, run_key
 from lossdecay_lib.training import ClassificationConfig, train_classifier, train_seeds
 
 ROOT = Path(__file__).resolve().parents[1]
-TIMING = {"seconds", "wall_seconds", "date", "device_name"}
+TIMING = {"seconds", "wall_seconds", "cpu_seconds", "date", "device_name"}
 
 
 def _tiny(**changes):
@@ -124,5 +124,22 @@ def test_committed_records_migrated_to_keys_without_the_profile():
         old = dict(record["config"], profile=record["provenance"].get("profile_renamed_from", record["config"]["profile"]))
         if config_key(old) in migration:
             assert migration[config_key(old)] == record["key"]
-    quick = E.campaign_configs("quick", list(E.CHAPTERS), [0, 1, 2])
+    migrated = ["deep_plain_networks", "death_convergence", "schedules_compared", "second_order"]  # before issue 19
+    quick = E.campaign_configs("quick", migrated, [0, 1, 2])
     assert all(store.load(run_key(c)) is not None for c in quick)  # every quick-profile run still found
+
+
+def test_cost_counts_finished_runs_and_their_core_hours(tmp_path):
+    store = RunStore(tmp_path)
+    first = E.campaign_configs("smoke", ["deep_plain_networks"], [0])[0]
+    record = train_classifier(first, store=store, progress=False)
+    rows = {r["chapter"]: r for r in cost("smoke", ["deep_plain_networks", "death_convergence"], [0], store)}
+    dpn = rows["deep_plain_networks"]
+    assert (dpn["finished"], dpn["runs"]) == (1, 2 * len(get_profile("smoke").classification.depths))
+    assert dpn["core_hours"] == pytest.approx(record["cpu_seconds"] / 3600)
+    assert 0 < record["cpu_seconds"] <= 1.5 * record["wall_seconds"]  # one thread: CPU time within wall time
+    assert dpn["core_hours_left"] == pytest.approx(dpn["core_hours"] * (dpn["runs"] - 1))
+    # a run the deep-plain-networks chapter shares with death convergence is counted once, in the first
+    shared = {run_key(c) for c in E.campaign_configs("smoke", ["deep_plain_networks"], [0])}
+    later = {run_key(c) for c in E.campaign_configs("smoke", ["death_convergence"], [0])}
+    assert rows["death_convergence"]["runs"] == len(later - shared) and rows["death_convergence"]["finished"] == 0
