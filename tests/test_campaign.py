@@ -3,6 +3,7 @@ and the one-commit key migration of the committed records."""
 
 import json
 import math
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -121,6 +122,8 @@ def test_committed_records_migrated_to_keys_without_the_profile():
         record = json.loads(path.read_text())
         without = {k: v for k, v in record["config"].items() if k != "profile"}
         assert record["key"] == path.stem == config_key(without), path.name
+        for sidecar in re.findall(r"[0-9a-f]{16}\.(?:val_predictions\.png|samples\.pt)", path.read_text()):
+            assert sidecar.startswith(record["key"]) and (ROOT / "records" / sidecar).is_file(), sidecar
         old = dict(record["config"], profile=record["provenance"].get("profile_renamed_from", record["config"]["profile"]))
         if config_key(old) in migration:
             assert migration[config_key(old)] == record["key"]
