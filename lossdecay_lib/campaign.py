@@ -188,7 +188,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         finished.append(record)
         c = missing[i]
         left = len(missing) - len(finished)
-        eta = (time.time() - started) / len(finished) * left
+        # runs go `jobs` at a time: the mean wall time of a finished run, times the rounds left
+        eta = sum(r.get("wall_seconds", 0.0) for r in finished) / len(finished) * math.ceil(left / jobs)
         print(f"[{len(todo['done']) + len(finished)}/{total}] {c.label}, seed {c.seed}: {record['status']}, "
               f"final test acc {record.get('final_test_acc', float('nan')):.3f}, "
               f"{record.get('wall_seconds', 0) / 60:.1f} min; about {_minutes(eta)} left", flush=True)
