@@ -41,7 +41,7 @@ from .statistics import (DIRECTIONS, adjust_p, format_p, mean_std, one_sample_te
 
 __all__ = ["VERDICTS", "SOURCES", "CLAIMS_DIR", "Precondition", "runs_compared", "runs_against", "runs_contrast",
            "claim_from_comparison", "stated_claim", "claims_dir", "claim_path", "load_claims", "adjust_claims",
-           "verdict_table", "verdict_counts", "claims_summary", "verdict_sentences", "chapters_with_claims", "runs_provenance", "chapter_titles"]
+           "verdict_table", "verdict_counts", "claims_summary", "claims_at_a_glance", "verdict_sentences", "chapters_with_claims", "runs_provenance", "chapter_titles"]
 
 VERDICTS = ("supported", "contradicted", "inconclusive", "untestable at this scale")
 #: Whose claim a row is: the paper's, or a comparison the book adds (today's baselines, our own schedule).
@@ -469,6 +469,16 @@ def claims_summary(claims: Sequence[Dict], key: str = "verdict",
             where = f"[{c['chapter'].replace('_', ' ')}]({link(c)}): " if link else ""
             p = f" (p {format_p(c['test']['p'])})" if c.get("test") and not c["test"].get("untested") else ""
             lines.append(f"  - {where}{c['claim']}{p}: {c['ours']}")
+    return "\n".join(lines) if lines else "No claims are stored for this profile yet."
+
+
+def claims_at_a_glance(claims: Sequence[Dict], key: str = "verdict") -> str:
+    """Markdown, short enough for a chapter's "at a glance" box: one line per claim, its verdict first,
+    then the claim and its p (the full "ours" text is in :func:`claims_summary`)."""
+    lines = []
+    for c in sorted(claims, key=lambda c: VERDICTS.index(c[key])):
+        p = f" (p {format_p(c['test']['p'])})" if c.get("test") and not c["test"].get("untested") else ""
+        lines.append(f"- **{c[key]}**: {c['claim']}{p}")
     return "\n".join(lines) if lines else "No claims are stored for this profile yet."
 
 
