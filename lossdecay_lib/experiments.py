@@ -20,7 +20,7 @@ from . import schedules as S
 from .profiles import get_profile
 from .training.classification import AUTHORS_SGD, ClassificationConfig
 
-__all__ = ["deep_plain_networks", "death_convergence", "schedules_compared", "second_order",
+__all__ = ["deep_plain_networks", "death_convergence", "schedules_compared", "second_order", "weight_decay",
            "CHAPTERS", "campaign_configs", "EXTRA_BASELINES"]
 
 #: Today's schedules, beside the paper's (Fig. 4c compares only the paper's methods); a profile lists
@@ -110,6 +110,27 @@ def second_order(profile: str) -> Dict[str, ClassificationConfig]:
             for label, w in settings.items()}
 
 
+def weight_decay(profile: str) -> Dict[str, ClassificationConfig]:
+    """What loss decay changes through coupled weight decay (issue 19; paper Fig. 4d's question): on
+    the first depth's plain network with the authors' SGD, (1) loss decay 2 -> 0; (2) the same schedule
+    on the lr, whose weight decay falls with the rate; (3) the same on the lr with weight decay
+    lambda / w_t, which the identity ``lr (w g + lambda p) = (lr w)(g + (lambda / w) p)`` makes equal to
+    (1) up to the momentum form; (4) and (5): (1) and (2) without weight decay. Runs (1) and (2) share
+    their keys with the other chapters' (labels are not part of a key)."""
+    depth = get_profile(profile).classification.depths[0]
+    decay = S.linear_decay(start=2.0)
+    no_wd = dict(AUTHORS_SGD, weight_decay=0.0)
+    settings = {
+        "loss decay 2 -> 0": dict(weight=decay),
+        "same schedule on the lr": dict(weight=decay, weight_place="lr"),
+        "same schedule on the lr, weight decay / w_t": dict(weight=decay, weight_place="lr",
+                                                            weight_decay_over_weight=True),
+        "loss decay 2 -> 0, no weight decay": dict(weight=decay, optimizer_settings=no_wd),
+        "same schedule on the lr, no weight decay": dict(weight=decay, weight_place="lr", optimizer_settings=no_wd),
+    }
+    return {label: _plain(profile, depth, label, **kw) for label, kw in settings.items()}
+
+
 def _flat(configs) -> List[ClassificationConfig]:
     if isinstance(configs, dict):
         return [c for v in configs.values() for c in _flat(v)]
@@ -122,6 +143,7 @@ CHAPTERS: Dict[str, Callable[[str], Dict]] = {
     "death_convergence": death_convergence,
     "schedules_compared": schedules_compared,
     "second_order": second_order,
+    "weight_decay": weight_decay,
 }
 
 

@@ -538,3 +538,88 @@ def plot_final_image_metrics(groups, metrics=(("final_test_l1", "test L1 (lower 
         fig.suptitle(title)
     fig.tight_layout()
     return fig
+
+
+# --------------------------------------------------------------------------------------------------
+# Weight decay over w_t (chapter "What loss decay changes", issue 19)
+# --------------------------------------------------------------------------------------------------
+
+__all__ += ["plot_layer_curves", "plot_step_scales"]
+
+
+def _epoch_view(records, value):
+    """Finished records that carry what ``value(record, epoch_entry)`` reads, reduced to one number per
+    epoch (``{"value": ...}``), so that :func:`draw_band` can draw any derived quantity."""
+    out = []
+    for r in records:
+        if r.get("status") != "finished" or not r.get("epochs"):
+            continue
+        try:
+            out.append({"status": "finished", "epochs": [{"value": value(r, e)} for e in r["epochs"]]})
+        except KeyError:  # a record from before the quantity was recorded: left out, not guessed
+            continue
+    return out
+
+
+def plot_layer_curves(groups, key: str, layers: Sequence[int], ylabel: str, title: str = "",
+                      logy: bool = False, ncols: int = 4):
+    """A per-layer quantity of the records (``key``: e.g. ``layer_weight_norms`` or
+    ``layer_effective_steps``) over training: one panel per layer index in ``layers`` (negative counts
+    from the classifier), one band per setting (mean over seeds, +- one standard deviation).
+
+    ``groups``: ``{label: [records]}``. Records without ``key`` (trained before it was recorded) are
+    left out; the legend's ``n=`` counts the runs drawn. ``logy``: a log axis on the panels whose values
+    span more than a decade.
+    """
+    from .runs import setting_name
+
+    use_style()
+    first = next((r for recs in groups.values() for r in recs if r.get("layers")), None)
+    names = first["layers"] if first else []
+    ncols = min(ncols, len(layers))
+    nrows = int(np.ceil(len(layers) / ncols))
+    fig, axes = plt.subplots(nrows, ncols, figsize=(3.9 * ncols, 3.3 * nrows + 0.6), squeeze=False, sharex=True)
+    for ax, layer in zip(axes.flat, layers):
+        for i, (label, records) in enumerate(groups.items()):
+            view = _epoch_view(records, lambda r, e: e[key][layer])
+            draw_band(ax, view, "value", PALETTE[i % len(PALETTE)], setting_name(label, view), lw=1.6)
+        index = layer % len(names) if names else layer
+        ax.set_title(f"layer {index + 1}: {names[layer]}" if names else f"layer {layer}", fontsize=9)
+        ax.set_xlabel("epoch")
+        values = np.concatenate([line.get_ydata() for line in ax.lines]) if ax.lines else np.array([])
+        if logy and len(values) and values.min() > 0 and values.max() > 10 * values.min():
+            ax.set_yscale("log")  # only where the panel spans more than a decade: else unreadable ticks
+    for row in axes:
+        row[0].set_ylabel(ylabel)
+    handles, labels = axes.flat[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=min(len(labels), 3), fontsize=8)
+    bottom = 0.08 + 0.04 * ((len(labels) - 1) // 3)
+    for ax in list(axes.flat)[len(layers):]:
+        ax.set_visible(False)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout(rect=(0, bottom, 1, 1))
+    return fig
+
+
+def plot_step_scales(groups, title: str = "What the optimizer is asked to do, per setting"):
+    """Two panels per setting's records: the learning rate times the weight in force (the step scale of
+    the gradient), and the coupled weight decay's shrink per step, ``lr x weight-decay factor`` (see
+    :func:`lossdecay_lib.weighting.decay_per_step`; before momentum's ``1 / (1 - mu)``). Means over
+    the epoch's steps and over seeds."""
+    from .runs import setting_name
+    from .weighting import decay_per_step
+
+    use_style()
+    fig, axes = plt.subplots(1, 2, figsize=(11, 3.9), squeeze=False)
+    panels = (("learning rate x weight", lambda r, e: e["lr_mean"] * e["weight_mean"]),
+              ("weight decay's shrink per step", lambda r, e: decay_per_step(r["config"], e["lr_mean"], e["weight_mean"])))
+    for ax, (ylabel, value) in zip(axes.flat, panels):
+        for i, (label, records) in enumerate(groups.items()):
+            view = _epoch_view(records, value)
+            draw_band(ax, view, "value", PALETTE[i % len(PALETTE)], setting_name(label, view), lw=1.8,
+                      ls=("-", "--", ":", "-.")[i % 4])
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(ylabel)
+    axes.flat[1].legend(loc="best", fontsize=7.5)
+    return _finish(fig, axes, 2, title)

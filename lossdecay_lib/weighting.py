@@ -19,6 +19,11 @@ gradient clipping, AMP's GradScaler, Adam's moment estimates). ``place="grad"`` 
 just before the optimizer step (after any clipping). ``place="lr"`` multiplies every parameter group's
 learning rate for that one step and restores it afterwards, so it composes with torch's own LR
 schedulers (which set the base learning rate) and with any torch optimizer.
+
+``weight_decay_over_weight=True`` (place ``"lr"`` only) also divides every group's coupled weight decay
+by ``w_t`` for that step: the right-hand side of the identity that makes loss weighting with coupled
+weight decay ``lambda`` into learning-rate weighting, ``lr (w g + lambda p) = (lr w)(g + (lambda/w) p)``
+(chapter "Weight decay amplified by 1/w_t"). It needs ``w_t > 0`` at every step.
 """
 
 from __future__ import annotations
@@ -30,7 +35,8 @@ import torch
 
 from .schedules import Progress, Schedule, check_schedule
 
-__all__ = ["PLACES", "ScheduledWeight", "NegativeWeightError", "check_place"]
+__all__ = ["PLACES", "ScheduledWeight", "NegativeWeightError", "check_place", "check_weight_decay_over_weight",
+           "decay_per_step"]
 
 PLACES = ("loss", "grad", "lr")
 
@@ -42,6 +48,33 @@ def check_place(place) -> str:
     return place
 
 
+def check_weight_decay_over_weight(flag, place) -> bool:
+    """``flag`` if it is a bool that fits ``place``; else a one-line error (the option acts on the lr only)."""
+    if not isinstance(flag, bool):
+        raise ValueError(f"weight_decay_over_weight must be True or False, got {flag!r}")
+    if flag and place != "lr":
+        raise ValueError(f"weight_decay_over_weight divides the weight decay by the weight applied to the "
+                         f"learning rate: it needs place 'lr', got {place!r}")
+    return flag
+
+
+def decay_per_step(config, lr: float, weight: float) -> float:
+    """The fraction of the weights that SGD's coupled weight decay removes in one step (before momentum
+    multiplies it by up to ``1 / (1 - mu)``), for a run described by ``config`` (a record's
+    ``"config"``), at learning rate ``lr`` and weight ``weight``.
+
+    The loss and gradient places leave the decay term unweighted, ``lr lambda`` (the paper's Eq. 1 with
+    coupled decay: ``lr (w g + lambda p)``); the lr place weights it, ``lr w lambda``; with
+    ``weight_decay_over_weight`` the lr place divides it back, ``(lr w)(lambda / w) = lr lambda``.
+    """
+    if config["optimizer"] not in ("sgd", "heavy_ball_sgd"):
+        raise ValueError(f"decay_per_step is SGD's coupled weight decay; got optimizer {config['optimizer']!r}")
+    decay = lr * dict(config["optimizer_settings"]).get("weight_decay", 0.0)
+    if config["weight_place"] == "lr" and not config.get("weight_decay_over_weight", False):
+        decay *= weight
+    return decay
+
+
 class NegativeWeightError(ValueError):
     """A schedule produced a negative or non-finite weight where that was not allowed."""
 
@@ -50,21 +83,30 @@ class ScheduledWeight:
     """A schedule and where it acts: ``"loss"``, ``"grad"`` or ``"lr"``.
 
     ``allow_negative`` must be set to run a schedule that goes negative (the authors' code schedule
-    after epoch 100); records of such runs are labelled.
+    after epoch 100); records of such runs are labelled. ``weight_decay_over_weight``: see the module
+    docstring (place ``"lr"`` only; refuses a weight that reaches 0).
     """
 
-    def __init__(self, schedule: Schedule, place: str = "loss", allow_negative: bool = False):
+    def __init__(self, schedule: Schedule, place: str = "loss", allow_negative: bool = False,
+                 weight_decay_over_weight: bool = False):
         if not isinstance(schedule, Schedule):
             raise TypeError(f"schedule must be a lossdecay_lib.schedules.Schedule, got {type(schedule).__name__}")
         check_place(place)
+        check_weight_decay_over_weight(weight_decay_over_weight, place)
         self.schedule, self.place, self.allow_negative = schedule, place, bool(allow_negative)
+        self.weight_decay_over_weight = weight_decay_over_weight
 
     def __repr__(self):
-        return f"ScheduledWeight({self.schedule!r}, place={self.place!r}, allow_negative={self.allow_negative})"
+        extra = ", weight_decay_over_weight=True" if self.weight_decay_over_weight else ""
+        return f"ScheduledWeight({self.schedule!r}, place={self.place!r}, allow_negative={self.allow_negative}{extra})"
 
     def check(self, epochs: int, steps_per_epoch: int) -> float:
         """Validate the whole run's weights before any work starts; return the lowest (see :func:`check_schedule`)."""
-        return check_schedule(self.schedule, epochs, steps_per_epoch, self.allow_negative)
+        lowest = check_schedule(self.schedule, epochs, steps_per_epoch, self.allow_negative)
+        if self.weight_decay_over_weight and not lowest > 0:
+            raise ValueError(f"weight_decay_over_weight divides the weight decay by w_t, but {self.schedule!r} "
+                             f"reaches {lowest:.4g} in this run: it needs a weight > 0 at every step")
+        return lowest
 
     def value(self, progress: Progress) -> float:
         """The weight for this step; refuses a non-finite one, and a negative one unless allowed."""
@@ -93,13 +135,16 @@ class ScheduledWeight:
                     torch._foreach_mul_(grads, w)
             return do_step()
         if self.place == "lr":
-            saved = [g["lr"] for g in optimizer.param_groups]
-            for g, lr in zip(optimizer.param_groups, saved):
-                g["lr"] = lr * w  # a tensor learning rate (fused/capturable) stays a tensor
+            keys = ("lr", "weight_decay") if self.weight_decay_over_weight else ("lr",)
+            saved = [{k: g[k] for k in keys} for g in optimizer.param_groups]
+            for g, old in zip(optimizer.param_groups, saved):
+                g["lr"] = old["lr"] * w  # a tensor learning rate (fused/capturable) stays a tensor
+                if self.weight_decay_over_weight:
+                    g["weight_decay"] = old["weight_decay"] / w  # lambda / w_t: see the module docstring
             try:
                 return do_step()
             finally:
-                for g, lr in zip(optimizer.param_groups, saved):
-                    g["lr"] = lr
+                for g, old in zip(optimizer.param_groups, saved):
+                    g.update(old)
         return do_step()
 

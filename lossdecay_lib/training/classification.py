@@ -27,7 +27,7 @@ from ..profiles import get_profile, resolve_device
 from ..records import seed_everything
 from ..schedules import Progress, Schedule, constant
 from ..checks import check_name, check_non_negative_int, check_positive_int
-from ..weighting import ScheduledWeight, check_place
+from ..weighting import ScheduledWeight, check_place, check_weight_decay_over_weight
 
 __all__ = ["AUTHORS_SGD", "ClassificationConfig", "ScheduleController", "train_classifier", "train_seeds", "evaluate"]
 
@@ -41,7 +41,9 @@ class ClassificationConfig:
     """Everything that defines a classification run (and so its record's key).
 
     ``weight`` is the loss-weight schedule (``constant(1.0)``: ordinary training), applied at
-    ``weight_place`` (``"loss"``, ``"grad"`` or ``"lr"``). ``lr_schedule`` multiplies the base learning
+    ``weight_place`` (``"loss"``, ``"grad"`` or ``"lr"``); ``weight_decay_over_weight`` (place ``"lr"``
+    only) divides the coupled weight decay by ``w_t`` at every step, the learning-rate side of the
+    identity ``lr (w g + lambda p) = (lr w)(g + (lambda / w) p)``. ``lr_schedule`` multiplies the base learning
     rate (``optimizer_settings["lr"]``). ``train_per_class``/``test_per_class`` select class-balanced
     subsets (``None``: the whole split); the subsets are drawn with seed 0 for every run, so seeds vary
     the initialisation, batch order and augmentation, not the data.
@@ -68,11 +70,12 @@ class ClassificationConfig:
     precision: str = "fp32"  # "bf16": forward under bf16 autocast; the loss and its weight stay fp32
     compile: bool = False  # torch.compile the network for training (off: eager, the default)
     image_size: int = 32  # images average-pooled to this side after augmentation (train, test, measurement)
+    weight_decay_over_weight: bool = False  # place "lr": weight decay lambda / w_t (see weighting.py)
     label: str = ""  # a reader's name for the run in figures; not part of the key
 
     #: Fields added after records existed; left out of the key at these defaults so old keys still hold.
     _KEY_DEFAULTS = {"curvature_every": 0, "sharpness_every": 0, "curvature_batch": 0, "precision": "fp32",
-                     "compile": False, "image_size": 32}
+                     "compile": False, "image_size": 32, "weight_decay_over_weight": False}
     PRECISIONS = ("fp32", "bf16")
 
     def validate(self) -> None:
@@ -81,6 +84,10 @@ class ClassificationConfig:
         check_name(self.model, MODEL_NAMES, "network")
         check_optimizer_name(self.optimizer)
         check_place(self.weight_place)
+        check_weight_decay_over_weight(self.weight_decay_over_weight, self.weight_place)
+        if self.weight_decay_over_weight and not dict(self.optimizer_settings).get("weight_decay", 0) > 0:
+            raise ValueError("weight_decay_over_weight divides the coupled weight decay by w_t: it needs "
+                             "optimizer_settings with weight_decay > 0")
         for name in ("epochs", "batch_size"):
             check_positive_int(name, getattr(self, name))
         for name in ("train_per_class", "test_per_class"):
@@ -242,7 +249,8 @@ def train_classifier(config: ClassificationConfig, data_root=None, device: str =
     adaptive = config.weight if getattr(config.weight, "adaptive", False) else None
     if adaptive is not None:
         adaptive.reset()
-    weight = ScheduledWeight(config.weight, config.weight_place, config.allow_negative)
+    weight = ScheduledWeight(config.weight, config.weight_place, config.allow_negative,
+                             config.weight_decay_over_weight)
     lowest_weight = weight.check(config.epochs, steps_per_epoch)
     model = build_model(config.model, **dict(config.model_settings)).to(dev)
     if channels_last:

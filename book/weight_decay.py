@@ -1,0 +1,386 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # What loss decay changes: weight decay amplified by 1/w
+#
+# The chapter "Loss decay or learning-rate decay?" showed that under the paper's own optimizer (SGD with
+# PyTorch's momentum and coupled weight decay $\lambda$) multiplying the loss by $w_t$ is learning-rate
+# decay *with the weight decay divided by* $w_t$. As $w_t$ falls towards 0 the gradient fades but the
+# pull of the weight decay on the weights does not: relative to the gradient, the weight decay grows
+# without bound at the end of training.
+#
+# In a network with batch norm most weights are scale-invariant: the loss does not change when a
+# convolution's weights are multiplied by a constant. For such weights the *norm* sets how far a step
+# turns them, the effective step $\lVert \Delta w \rVert / \lVert w \rVert$ (van Laarhoven 2017; Zhang et
+# al. 2019, "Three mechanisms of weight decay regularization"; Li and Arora 2020). Weight decay shrinks the
+# norm, which enlarges the effective step. So loss decay and learning-rate decay should part ways at the
+# end of training, through the weight norms. The paper (Fig. 4d) finds that the two differ and reads it
+# as a virtue of loss decay; it does not measure the mechanism.
+#
+# This chapter derives the identity, checks it to rounding error on a real network, and then trains five
+# settings that separate the schedule's place from the weight decay, recording every layer's weight norm
+# and effective step along the way.
+
+# %% tags=["remove-cell"]
+# Colab, or anywhere the library is missing: install it quietly, pinned to the book's branch.
+import importlib.util
+import subprocess
+import sys
+
+if importlib.util.find_spec("lossdecay_lib") is None:
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q",
+                    "lossdecay_lib @ git+https://github.com/lossdecay/lossdecay@main"], check=True)
+    importlib.invalidate_caches()
+
+# %% tags=["parameters"]
+profile = "auto"  # smoke | cpu | gpu | paper | auto
+seed = 0  # first seed; the profile says how many seeds each setting runs
+data_root = None  # CIFAR-10's folder; default $LOSSDECAY_DATA, else the user cache
+force = False  # True: retrain even where a finished run record exists
+
+# %%
+import numpy as np
+import torch
+from IPython.display import Markdown, display
+
+from lossdecay_lib import equivalence as E
+from lossdecay_lib import experiments, layer_stats
+from lossdecay_lib import schedules as S
+from lossdecay_lib.data import CifarBatches, load_cifar10
+from lossdecay_lib.models import PlainNet
+from lossdecay_lib.plots import plot_layer_curves, plot_metric_bands, plot_step_scales
+from lossdecay_lib.records import start_chapter
+from lossdecay_lib.runs import group_by_label, markdown_table, summarize
+from lossdecay_lib.statistics import (ALPHA, compare, format_p, metric_values,
+                                      verdict_of, welch_contrast)
+from lossdecay_lib.training import AUTHORS_SGD, train_seeds
+
+run = start_chapter(profile=profile, seed=seed, data_root=data_root, force=force)
+sizes = run.profile.classification
+seeds = run.seeds
+depth = sizes.depths[0]
+widths = f"{sizes.width}/{2 * sizes.width}/{4 * sizes.width}"
+display(Markdown(sizes.table(seeds, network=f"plain, depth {depth}, widths {widths}")))
+
+# %% [markdown]
+# ## The identity
+#
+# Write $g_t$ for the gradient of the unweighted loss at step $t$, $\eta$ for the learning rate, $\mu$ for
+# the momentum and $\lambda$ for the coupled weight decay. The paper's optimizer, PyTorch's SGD, with the
+# loss multiplied by $w_t$ (Eq. 1 of the paper) steps
+#
+# $$ b_{t+1} = \mu\, b_t + \left(w_t g_t + \lambda \theta_t\right), \qquad \theta_{t+1} = \theta_t - \eta\, b_{t+1}. $$
+#
+# Multiply the buffer by $\eta$, $v_t = \eta\, b_t$, and factor $w_t$ out of the bracket:
+#
+# $$ v_{t+1} = \mu\, v_t + (\eta w_t)\left(g_t + \frac{\lambda}{w_t}\, \theta_t\right), \qquad \theta_{t+1} = \theta_t - v_{t+1}. $$
+#
+# That is heavy-ball momentum with the learning rate inside the velocity (Polyak; Sutskever et al. 2013),
+# at learning rate $\eta w_t$ and weight decay $\lambda / w_t$: loss decay is learning-rate decay with the
+# weight decay divided by the weight, exactly, step for step. Two things separate it from the learning-rate
+# decay one would write in PyTorch ($b_{t+1} = \mu b_t + (g_t + \lambda \theta_t)$, $\theta_{t+1} =
+# \theta_t - \eta w_t\, b_{t+1}$): the momentum form, which matters only while $w_t$ changes within the
+# momentum's memory of $1/(1-\mu)$ steps, and the weight decay, whose shrink per step is $\eta\lambda$
+# under loss decay but $\eta w_t \lambda$ under learning-rate decay: $1/w_t$ times weaker at the end.
+#
+# ## The identity on a real network, in float64
+#
+# The chapter "Loss decay or learning-rate decay?"'s plain network and CIFAR-10 batches, in float64, at
+# the paper's optimizer settings. Both sides start from the same weights and see the same batches; the
+# gap is the largest distance between the two parameter trajectories over the distance travelled. The
+# schedule is the paper's linear $2 \to 0$ sliced to a window of as many steps as the check takes, at
+# the rate the weight falls in this page's runs: the first steps of a run, and its last steps, where
+# $\lambda / w_t$ is largest.
+
+# %%
+check = run.profile.equivalence
+data = load_cifar10("train", data_root, per_class=check.per_class, seed=seed,
+                    download=True)
+loader = CifarBatches(data, check.batch_size, device="cpu", seed=seed,
+                      dtype=torch.float64)
+batches = E.first_batches(loader.epoch_batches, check.steps)
+model_fn = E.seeded(lambda: PlainNet(depth=check.depth, widths=check.width), seed)
+run_steps = sizes.epochs * (sizes.train_images // sizes.batch_size)
+window = min(1.0, len(batches) / run_steps)  # the window's share of a run (at most all)
+windows = {"first steps of a run": S.linear_decay(start=2.0, end=2.0 * (1 - window)),
+           "last steps of a run": S.linear_decay(start=2.0 * window, end=0.0)}
+sgd = dict(AUTHORS_SGD)
+loss_side = E.Recipe("sgd", sgd, place="loss")
+over_w = dict(place="lr", weight_decay_over_weight=True)
+lr_sides = {
+    "heavy ball, lr x w, weight decay / w (the identity)":
+        E.Recipe("heavy_ball_sgd", sgd, **over_w),
+    "heavy ball, lr x w, weight decay": E.Recipe("heavy_ball_sgd", sgd, place="lr"),
+    "PyTorch SGD, lr x w, weight decay / w (setting 3)": E.Recipe("sgd", sgd, **over_w),
+    "PyTorch SGD, lr x w, weight decay (setting 2)": E.Recipe("sgd", sgd, place="lr"),
+}
+gaps = {}
+for name, schedule in windows.items():
+    left = E.trajectory(model_fn, batches, loss_side, schedule, len(loader))
+    for side, recipe in lr_sides.items():
+        right = E.trajectory(model_fn, batches, recipe, schedule, len(loader))
+        gaps[name, side] = E.trajectory_gap(left, right)
+print(f"{len(batches)} steps of {check.batch_size} CIFAR-10 images "
+      f"({data.source} copy); PlainNet depth {check.depth}, float64; SGD {sgd}; "
+      f"the window is {100 * window:.2g}% of a {run_steps}-step run")
+display(Markdown(markdown_table(
+    ["loss decay (PyTorch SGD) against"] + list(windows),
+    [[side] + [f"{gaps[w, side]:.1e}" for w in windows] for side in lr_sides])))
+
+# %% [markdown]
+# Whether each pair is the same computation (gap below $10^{-9}$, rounding error in float64 is about
+# $10^{-16}$):
+
+# %% tags=["nbval-check-output"]
+for (name, side), gap in gaps.items():
+    print(f"{name}: {side}: {'identical' if gap < E.IDENTICAL_BELOW else 'different'}")
+identity = next(iter(lr_sides))
+assert all(gaps[w, identity] < 1e-12 for w in windows), "the identity failed: see above"
+
+# %% [markdown]
+# ## The runs
+#
+# The first depth's plain network, the authors' SGD (learning rate 0.1, momentum 0.95, weight decay
+# $\lambda = 10^{-4}$) and the learning rate otherwise fixed, at every seed:
+#
+# 1. **loss decay 2 -> 0**, the paper's form;
+# 2. **the same schedule on the learning rate** (PyTorch's form: the weight decay's shrink per step falls
+#    with the rate), the paper's Fig. 4d;
+# 3. **the same on the learning rate with weight decay $\lambda / w_t$** (`weight_decay_over_weight=True`):
+#    the identity's prediction, equal to 1 up to the momentum form;
+# 4. **loss decay 2 -> 0 without weight decay**: the mechanism removed;
+# 5. **the same schedule on the learning rate without weight decay**.
+#
+# Runs 1 and 2 are the same runs as in "Deep plain networks" and "Schedules compared" (same key, trained
+# once). Every run records, per epoch and per weight layer, the weight norm at the epoch's end and the
+# mean effective step $\lVert \theta_{t+1} - \theta_t \rVert / \lVert \theta_t \rVert$.
+
+# %%
+configs = experiments.weight_decay(run.profile.name)
+runs = train_seeds(list(configs.values()), seeds, data_root=data_root, force=force)
+groups = group_by_label(runs)
+labels = list(configs)
+with_wd, without_wd = labels[:3], labels[3:]
+old = [r["key"] for r in runs
+       if r["status"] == "finished" and not layer_stats.has_layers(r)]
+if old:
+    print(f"{len(old)} records were trained before weight norms were recorded: "
+          f"the layer figures and tests leave them out ({', '.join(old)})")
+
+# %%
+fig = plot_step_scales(
+    groups,
+    title="The same step scale for every setting; the weight decay's shrink differs")
+
+# %% [markdown]
+# Left: the learning rate times the weight is the same for all five settings; right: what the weight decay
+# removes from the weights per step (before momentum). Loss decay (1) keeps $\eta\lambda$; its matched
+# learning-rate decay (3) too; plain learning-rate decay (2) lets it fall with $w_t$.
+
+# %%
+fig = plot_metric_bands(
+    {"with weight decay": {k: groups[k] for k in with_wd},
+     "without weight decay": {k: groups[k] for k in without_wd}},
+    title=f"CIFAR-10 test accuracy, {depth}-layer plain network "
+          "(mean and one std over seeds)")
+
+# %%
+rows = []
+for label in labels:
+    s = summarize(groups[label])
+    rows.append([label, f"{100 * s['final_mean']:.2f} +- {100 * s['final_std']:.2f}",
+                 len(s["seeds"]), len(s["diverged"]), f"{s['wall_seconds'] / 60:.1f}"])
+display(Markdown(markdown_table(
+    ["setting", "final test acc. (%)", "seeds", "diverged", "train minutes"], rows)))
+
+# %% [markdown]
+# ## Weight norms and effective steps
+#
+# Per layer, from the input side: the first convolution, one in the middle, the last convolution, and the
+# classifier (which no batch norm follows, so its scale does matter). Mean over seeds with one standard
+# deviation.
+
+# %%
+n_layers = len(next((r["layers"] for r in runs if r.get("layers")), [None] * depth))
+shown = sorted({0, n_layers // 2, n_layers - 2, n_layers - 1})
+fig = plot_layer_curves(groups, "layer_weight_norms", shown, "weight norm", logy=True,
+                        title="Weight norm of each layer at the end of every epoch")
+
+# %%
+fig = plot_layer_curves(
+    groups, "layer_effective_steps", shown, "||step|| / ||weights||", logy=True,
+    title="Effective step of each layer (mean over the epoch's steps)")
+
+# %% [markdown]
+# ## The comparisons
+#
+# Final-epoch test accuracy: the difference of the two settings' means over seeds, its standard error
+# and Welch's two-sided test (`lossdecay_lib.statistics`; "supported" means a difference at p < 0.05,
+# "inconclusive" that the seeds cannot tell):
+#
+# - **1 against 2**, the paper's Fig. 4d question: does loss decay differ from the same schedule on the
+#   learning rate?
+# - **3 against 1**, the identity's prediction: learning-rate decay with weight decay $\lambda / w_t$ should
+#   train like loss decay.
+# - **4 against 5**: without weight decay, does loss decay still differ from learning-rate decay?
+# - **(1 - 2) - (4 - 5)**, a Welch contrast of the four settings: does removing weight decay change the
+#   difference between loss decay and learning-rate decay?
+
+# %%
+finals = {label: metric_values(groups[label], "final_test_acc") for label in labels}
+pairs = {"1 vs 2": (1, 0), "3 vs 1": (0, 2), "4 vs 5": (4, 3)}
+diffs = {name: compare(groups[labels[b]], groups[labels[t]], direction="different")
+         for name, (b, t) in pairs.items()}
+contrast = welch_contrast([finals[labels[i]] for i in (0, 1, 3, 4)], [1, -1, -1, 1])
+for name, d in {**diffs, "(1 - 2) - (4 - 5)": contrast}.items():
+    verdict = verdict_of(d, "different")
+    print(f"{name}: {100 * d['diff']:+.2f} +- {100 * d['se']:.2f} points, "
+          f"p = {format_p(d['p'])} (runs {d['n']}): {verdict}")
+
+# %% [markdown]
+# ## Where the two part ways
+#
+# Per epoch: test accuracy of loss decay (1) minus the same schedule on the learning rate (2) with its
+# standard error and Welch's p, and, over the convolutions, the geometric-mean ratio of the weight norms
+# and of the effective steps, 1 over 2 and 3 over 1. A seed starts every setting from the same weights
+# and batches, so the ratios pair runs by seed; the p beside a ratio is a one-sample test of the per-seed
+# log ratio against 0 (`lossdecay_lib.layer_stats`). Weight norms below 1 with effective steps above 1
+# is the mechanism at work: loss decay's undiminished weight decay keeps the weights smaller, so the same
+# gradient step turns them further.
+
+# %%
+tests = {"test acc. 1 - 2 (points)":
+         layer_stats.epoch_tests(groups[labels[1]], groups[labels[0]])}
+for name, (a, b, key) in {
+        "weight norm 1 / 2": (0, 1, "layer_weight_norms"),
+        "effective step 1 / 2": (0, 1, "layer_effective_steps"),
+        "weight norm 3 / 1": (2, 0, "layer_weight_norms"),
+        "effective step 3 / 1": (2, 0, "layer_effective_steps")}.items():
+    tests[name] = layer_stats.ratio_tests(groups[labels[a]], groups[labels[b]], key)
+
+
+def cell(t):
+    """A table cell: the accuracy difference (points, +- one standard error) or the
+    ratio, and p."""
+    if "ratio" in t:
+        return f"{t['ratio']:.2f} (p {format_p(t['p'])})"
+    return f"{100 * t['diff']:+.1f} +- {100 * t['se']:.1f} (p {format_p(t['p'])})"
+
+
+n_epochs = min(len(v) for v in tests.values())
+rows = [[e + 1] + [cell(v[e]) for v in tests.values()] for e in range(n_epochs)]
+if rows:
+    display(Markdown(markdown_table(["epoch", *tests], rows)))
+else:
+    print("no finished runs of settings 1 and 2 with layer records: "
+          "no per-epoch comparison")
+parted = {name: layer_stats.parting_epoch([t["p"] for t in v])
+          for name, v in tests.items()}
+
+# %% [markdown]
+# ## The claims
+#
+# Stored for the book's Verdict chapter, each a Welch test of final-epoch test accuracy, two-sided at 5%:
+#
+# - **The paper's own explanation** of Fig. 4d (Sec. III.A: "we change the weight so that the gradient
+#   gradually decreases while the value of the weight decay is constantly changing"): the difference
+#   between loss decay and the same schedule on the learning rate changes when weight decay is removed,
+#   the contrast $(1 - 2) - (4 - 5)$. Its precondition: there is a difference to explain, 1 and 2 differ
+#   at p < 0.05; where they do not, the claim is untestable at this scale.
+# - **The identity's prediction** (the book's): learning-rate decay with weight decay $\lambda / w_t$ (3)
+#   differs from loss decay (1) only through the momentum form; the claim stored is that they differ, so
+#   "inconclusive" is what the identity expects, and the confidence interval bounds the momentum form's
+#   effect.
+# - **Without weight decay** (the book's): loss decay (4) still differs from the same schedule on the
+#   learning rate (5).
+#
+# Whether 1 differs from 2 at all is the claim "Fig. 4d" of the chapter "Schedules compared", on these
+# same runs; it is not stored twice.
+
+# %%
+from lossdecay_lib.verdict import (Precondition, claim_from_comparison, claims_summary,
+                                   runs_compared, runs_contrast)
+
+fig4d = diffs["1 vs 2"]
+differs = Precondition(
+    "loss decay and the same schedule on the lr differ with weight decay "
+    "(Welch, p < 0.05)",
+    bool(fig4d["p"] < ALPHA), f"p = {format_p(fig4d['p'])}")
+g = [groups[label] for label in labels]
+claims = [
+    claim_from_comparison(
+        "weight_decay", "weight-decay-explains-fig4d",
+        "The difference between loss decay and the same schedule on the lr comes "
+        "from the weight decay: it changes when weight decay is removed, "
+        "(1 - 2) - (4 - 5)",
+        "Sec. III.A: 'we change the weight so that the gradient gradually decreases "
+        "while the value of the weight decay is constantly changing' (no experiment)",
+        runs_contrast([(labels[0], g[0], 1.0), (labels[1], g[1], -1.0),
+                       (labels[3], g[3], -1.0), (labels[4], g[4], 1.0)]),
+        direction="different", precondition=differs, run=run),
+    claim_from_comparison(
+        "weight_decay", "matched-weight-decay-differs",
+        "Learning-rate decay with weight decay lambda / w_t differs from loss decay "
+        "(the identity allows only the momentum form's difference)",
+        "not a claim of the paper",
+        runs_compared(g[0], g[2]), direction="different", source="book", run=run),
+    claim_from_comparison(
+        "weight_decay", "no-weight-decay-differs",
+        "Without weight decay, loss decay differs from the same schedule on the lr",
+        "not a claim of the paper", runs_compared(g[4], g[3]), direction="different",
+        source="book", run=run),
+]
+
+# %% [markdown]
+# ## What we learned
+#
+# The verdicts, from the claims just stored, and where in training the runs part ways, from the
+# per-epoch tests above (both follow the records this page was executed with):
+
+# %%
+display(Markdown(claims_summary(claims)))
+
+# %%
+for label in labels:
+    s = summarize(groups[label])
+    print(f"{label}: final test accuracy {100 * s['final_mean']:.1f}% over "
+          f"{len(s['seeds'])} seeds (chance is 10%)")
+print(f"1 vs 2 (Fig. 4d): {100 * fig4d['diff']:+.1f} +- {100 * fig4d['se']:.1f} "
+      f"points, p = {format_p(fig4d['p'])}")
+for name, epoch in parted.items():
+    if not any(np.isfinite(t["p"]) for t in tests[name]):
+        found = "no epoch could be tested (fewer than 2 seeds a side)"
+    elif epoch is None:
+        found = f"not apart (p < {ALPHA}) for good at any of {len(rows)} epochs"
+    else:
+        found = f"apart (p < {ALPHA}) from epoch {epoch + 1} of {len(rows)} to the end"
+    print(f"{name}: {found}")
+if rows:
+    print("last epoch, over the convolutions: " + "; ".join(
+        f"{name} = {v[-1]['ratio']:.2f}"
+        for name, v in tests.items() if "ratio" in v[-1]))
+
+# %% [markdown]
+# How to read these lines: the identity above is exact, so a difference between 1 and 3 can come from the
+# momentum form alone. Weight norms 1 / 2 below 1 with effective steps 1 / 2 above 1 say that loss decay's
+# undiminished weight decay kept the weights smaller and so turned them further per step; if, in
+# addition, the accuracies part ways only after the effective steps do, and the difference between 1 and
+# 2 shrinks once weight decay is removed, the weight decay is what makes loss decay differ from
+# learning-rate decay. Where the lines above say "inconclusive" or "not apart", three seeds of this
+# profile cannot tell.
+
+# %%
+wall = run.finish()
