@@ -16,6 +16,24 @@
 # %% [markdown]
 # # Death convergence (paper Figs. 2b and 3)
 #
+# **The claim.** With loss decay at a fixed learning rate, test accuracy gets "a very amazing boost at
+# about the last 10 epochs" (Fig. 2b), whatever the weights of the last epochs are (Fig. 3).
+#
+# ````{admonition} At a glance
+# :class: tip
+# ```{glue:figure} dc-figure
+# Test accuracy over training for every setting, mean and one standard deviation over seeds.
+# ```
+# **Runs:** {glue:md}`dc-scale`, at every seed of the profile; the other scales' numbers are side by
+# side under "At every scale" below. The verdicts, computed further down from this page's runs
+# (Welch's t-test at 5%):
+# ```{glue:md} dc-verdict
+# :format: myst
+# ```
+# ````
+#
+# ## Method
+#
 # The paper reports that with loss decay at a fixed learning rate, test accuracy gets "a very amazing
 # boost at about the last 10 epochs", which it names **death convergence** (Fig. 2b), and that this
 # happens whatever the weights of the last epochs are: with a linear schedule from 3 instead of 2, or
@@ -39,20 +57,21 @@ if importlib.util.find_spec("lossdecay_lib") is None:
                     "lossdecay_lib @ git+https://github.com/lossdecay/lossdecay@main"], check=True)
     importlib.invalidate_caches()
 
-# %% tags=["parameters"]
+# %% tags=["parameters", "hide-input"]
 profile = "auto"  # smoke | cpu | gpu | paper | auto
 seed = 0  # first seed; the profile says how many seeds each setting runs
 data_root = None  # CIFAR-10's folder; default $LOSSDECAY_DATA, else the user cache
 force = False  # True: retrain even where a finished run record exists
 
-# %%
+# %% tags=["hide-input"]
 from IPython.display import Markdown, display
+from myst_nb import glue
 
 from lossdecay_lib import experiments
 from lossdecay_lib.plots import plot_metric_bands
 from lossdecay_lib.records import start_chapter
-from lossdecay_lib.runs import group_by_label, markdown_table, summarize
-from lossdecay_lib.statistics import jump_epoch, mean_std
+from lossdecay_lib.runs import (finished, group_by_label, jump_table, scale_name,
+                                scales_table)
 from lossdecay_lib.training import train_seeds
 
 run = start_chapter(profile=profile, seed=seed, data_root=data_root, force=force)
@@ -61,6 +80,9 @@ seeds = run.seeds
 depth = sizes.depths[0]
 widths = f"{sizes.width}/{2 * sizes.width}/{4 * sizes.width}"
 display(Markdown(sizes.table(seeds, network=f"plain, depth {depth}, widths {widths}")))
+settings = experiments.death_convergence(run.profile.name)
+glue("dc-scale", Markdown(scale_name(run.profile.name, next(iter(settings.values())))),
+     display=False)
 
 # %% [markdown]
 # ## The settings
@@ -71,9 +93,8 @@ display(Markdown(sizes.table(seeds, network=f"plain, depth {depth}, widths {widt
 # assumes a 100-epoch run (its cliff is at epoch 70); on shorter runs it is stretched so the cliff stays
 # at 70% of training.
 
-# %%
+# %% tags=["hide-input"]
 # the settings above, as the library defines them
-settings = experiments.death_convergence(run.profile.name)
 configs = list(settings.values())
 groups = group_by_label(train_seeds(configs, seeds, data_root=data_root, force=force))
 
@@ -90,6 +111,7 @@ fig = plot_metric_bands(
     title=f"CIFAR-10 test accuracy, {depth}-layer plain network "
     "(mean and one std over seeds)",
 )
+glue("dc-figure", fig, display=False)
 
 # %% [markdown]
 # ## When does the jump come?
@@ -98,29 +120,8 @@ fig = plot_metric_bands(
 # effective step size (learning rate times weight) in force during that epoch. The paper's claim is
 # that the jump comes in "about the last 10 epochs" of 100, i.e. in the last 10% of training.
 
-# %%
-rows = []
-for name, recs in groups.items():
-    done = [r for r in recs if r["status"] == "finished"]
-    jumps = [jump_epoch(r) for r in done]
-    at = [r["epochs"][e - 1] for r, (e, _) in zip(done, jumps)]
-    epoch_m, epoch_s = mean_std([e for e, _ in jumps])
-    rise_m, _ = mean_std([100 * d for _, d in jumps])
-    s = summarize(recs)
-    rows.append([
-        name,
-        f"{100 * s['final_mean']:.2f} +- {100 * s['final_std']:.2f}",
-        f"{100 * s['best_mean']:.2f}",
-        f"{epoch_m:.1f} +- {epoch_s:.1f}",
-        f"{epoch_m / sizes.epochs:.0%}",
-        f"{rise_m:+.1f}",
-        f"{mean_std([a['weight_mean'] for a in at])[0]:.2f}",
-        f"{mean_std([a['weight_mean'] * a['lr_mean'] for a in at])[0]:.4f}",
-    ])
-display(Markdown(markdown_table(
-    ["setting", "final test acc. (%)", "best over epochs (%, selects on test)",
-     "jump epoch", "jump at % of training", "jump (points)", "weight at jump",
-     "lr x weight at jump"], rows)))
+# %% tags=["hide-input"]
+display(Markdown(jump_table(groups, sizes.epochs)))
 
 # %% [markdown]
 # Reading the table: a jump that arrives at the same *effective step size* under different schedules,
@@ -156,8 +157,8 @@ display(Markdown(markdown_table(
 
 # %%
 from lossdecay_lib.statistics import late_rise, plateaued
-from lossdecay_lib.verdict import (Precondition, claim_from_comparison, claims_summary,
-                                   runs_compared)
+from lossdecay_lib.verdict import (Precondition, claim_from_comparison,
+                                   claims_at_a_glance, claims_summary, runs_compared)
 
 control = groups["fixed lr, constant weight"]
 decay = {start: groups[f"fixed lr, loss decay {start} -> 0"] for start in (2, 3)}
@@ -168,7 +169,7 @@ on_lr = train_seeds([on_lr_config], seeds, data_root=data_root, force=force)
 plateau = Precondition.count(
     "the constant-weight runs plateau (best test accuracy up < 1 point over the "
     "fifth of training before the last tenth)",
-    [plateaued(r) for r in control if r["status"] == "finished"], at_least=2)
+    [plateaued(r) for r in finished(control)], at_least=2)
 fig2b = ("Fig. 2b: 'a very amazing boost at about the last 10 epochs' (of 100); "
          "one run, curves only")
 fig3 = ("Fig. 3: 'the model still improved rapidly in the last 10 epochs, "
@@ -204,6 +205,21 @@ claims.append(claim_from_comparison(
 print(f"precondition: {plateau.text}:\n  {'met' if plateau.held else 'NOT met'} "
       f"({plateau.detail})")
 
+# %% tags=["hide-input"]
+glue("dc-verdict", Markdown(claims_at_a_glance(claims)), display=False)
+
+# %% [markdown]
+# ## At every scale
+#
+# Every setting at every profile whose runs are in the record store (loaded, not trained): the
+# `quick` profile trains on 2,000 images at 32x32, `cpu` on all 50,000 at 16x16. Whether the
+# constant-weight runs plateau, and so whether a late jump can be tested at all, depends on the
+# scale: where the columns rank the settings differently, so may the verdicts.
+
+# %% tags=["hide-input"]
+display(Markdown(scales_table(experiments.death_convergence, seed,
+                              current=run.profile.name)))
+
 # %% [markdown]
 # ## What we learned
 #
@@ -224,5 +240,5 @@ display(Markdown(claims_summary(claims)))
 # the loss. The table above says, for every run, where its largest rise came and at what weight and
 # effective step size.
 
-# %%
+# %% tags=["hide-input"]
 wall = run.finish()

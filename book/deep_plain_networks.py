@@ -16,6 +16,24 @@
 # %% [markdown]
 # # Deep plain networks (paper Fig. 1)
 #
+# **The claim.** Loss decay "can effectively propagate the gradient and improve performance when the
+# model becomes deeper", and "the effect is more obvious when the network depth increases" (Fig. 1).
+#
+# ````{admonition} At a glance
+# :class: tip
+# ```{glue:figure} dpn-figure
+# Test accuracy of the plain networks over training, mean and one standard deviation over seeds.
+# ```
+# **Runs:** {glue:md}`dpn-scale`, at every seed of the profile; the other scales' numbers are side by
+# side under "At every scale" below. The verdicts, computed further down from this page's runs
+# (Welch's t-test at 5%):
+# ```{glue:md} dpn-verdict
+# :format: myst
+# ```
+# ````
+#
+# ## Method
+#
 # The paper's first figure compares, on CIFAR-10, a 40-layer and a 50-layer network *without skip
 # connections*, trained at a fixed learning rate with and without loss decay (the loss multiplied by a
 # weight falling linearly from 2 to 0). Its caption claims that "the effect is more obvious when the
@@ -38,20 +56,22 @@ if importlib.util.find_spec("lossdecay_lib") is None:
                     "lossdecay_lib @ git+https://github.com/lossdecay/lossdecay@main"], check=True)
     importlib.invalidate_caches()
 
-# %% tags=["parameters"]
+# %% tags=["parameters", "hide-input"]
 profile = "auto"  # smoke | cpu | gpu | paper | auto
 seed = 0  # first seed; the profile says how many seeds each setting runs
 data_root = None  # CIFAR-10's folder; default $LOSSDECAY_DATA, else the user cache
 force = False  # True: retrain even where a finished run record exists
 
-# %%
+# %% tags=["hide-input"]
 import numpy as np
 from IPython.display import Markdown, display
+from myst_nb import glue
 
 from lossdecay_lib import experiments
 from lossdecay_lib.plots import plot_layer_grad_norms, plot_metric_bands
 from lossdecay_lib.records import start_chapter
-from lossdecay_lib.runs import group_by_label, markdown_table, summarize
+from lossdecay_lib.runs import (finished, group_by_label, scale_name, scales_table,
+                                summarize, summary_table)
 from lossdecay_lib.statistics import compare, format_p
 from lossdecay_lib.training import train_seeds
 
@@ -63,6 +83,9 @@ display(Markdown(sizes.table(
     seeds,
     network=f"plain, depths {', '.join(map(str, sizes.depths))}, widths {widths}",
 )))
+first = experiments.deep_plain_networks(run.profile.name)[sizes.depths[0]]
+glue("dpn-scale", Markdown(scale_name(run.profile.name, next(iter(first.values())))),
+     display=False)
 
 # %% [markdown]
 # ## The runs
@@ -73,7 +96,7 @@ display(Markdown(sizes.table(
 # fixed. Two settings per depth: a constant loss weight of 1 ("normal training") and the paper's loss
 # decay, `linear_decay(start=2.0)`. Finished runs are loaded from their records.
 
-# %%
+# %% tags=["hide-input"]
 records = {}
 for depth, configs in experiments.deep_plain_networks(run.profile.name).items():
     runs = train_seeds(list(configs.values()), seeds, data_root=data_root, force=force)
@@ -85,26 +108,17 @@ fig = plot_metric_bands(
      for depth, groups in records.items()},
     title="CIFAR-10 test accuracy, fixed learning rate (mean and one std over seeds)",
 )
+glue("dpn-figure", fig, display=False)
 
 # %% [markdown]
 # The table gives the final-epoch test accuracy, which is what a protocol that does not select on the
 # test set can report, and beside it the best test accuracy over all epochs, the number the authors'
 # code printed (it selects on the test set, so it is biased upwards, more so for noisier curves).
 
-# %%
-rows = []
-for depth, groups in records.items():
-    for label, recs in groups.items():
-        s = summarize(recs)
-        rows.append([label,
-                     f"{100 * s['final_mean']:.2f} +- {100 * s['final_std']:.2f}",
-                     f"{100 * s['best_mean']:.2f} +- {100 * s['best_std']:.2f}",
-                     len(s["seeds"]), len(s["diverged"]),
-                     f"{s['wall_seconds'] / 60:.1f}"])
-display(Markdown(markdown_table(
-    ["setting", "final test acc. (%)",
-     "best-over-epochs test acc. (%, selects on test)", "seeds", "diverged",
-     "train minutes"], rows)))
+# %% tags=["hide-input"]
+all_settings = {k: v for groups in records.values() for k, v in groups.items()}
+display(Markdown(summary_table(
+    all_settings, columns=("final", "best", "seeds", "diverged", "minutes"))))
 
 # %% [markdown]
 # ## Does the gain grow with depth?
@@ -144,7 +158,7 @@ fig = plot_layer_grad_norms(
 
 # %%
 for label, recs in records[deepest].items():
-    ok = [r for r in recs if r["status"] == "finished"]
+    ok = finished(recs)
     ratio = np.mean([[e["layer_grad_norms"][0] / e["layer_grad_norms"][-2]
                       for e in r["epochs"]] for r in ok], axis=0)
     print(f"{label}: gradient norm of layer 1 / layer {deepest - 1}, "
@@ -156,8 +170,8 @@ for label, recs in records[deepest].items():
 # For the book's Verdict chapter: the gain at each depth, and the growth of the gain with depth.
 
 # %%
-from lossdecay_lib.verdict import (claim_from_comparison, claims_summary, runs_compared,
-                                   runs_contrast)
+from lossdecay_lib.verdict import (claim_from_comparison, claims_at_a_glance,
+                                   claims_summary, runs_compared, runs_contrast)
 
 fig1 = "Fig. 1: 'improve performance when the model becomes deeper'; curves only"
 claims = []
@@ -177,6 +191,21 @@ claims.append(claim_from_comparison(
     f"The gain of loss decay grows with depth ({shallow} -> {deep} layers)",
     "Fig. 1 caption: 'the effect is more obvious when the network depth increases'",
     runs_contrast(growth), run=run))
+
+# %% tags=["hide-input"]
+glue("dpn-verdict", Markdown(claims_at_a_glance(claims)), display=False)
+
+# %% [markdown]
+# ## At every scale
+#
+# The same settings at every profile whose runs are in the record store (loaded, not trained): the
+# `quick` profile trains on 2,000 images at 32x32, `cpu` on all 50,000 at 16x16. Where a gain or a
+# ranking differs between the columns, the finding depends on the scale, and the smaller scale's
+# verdict should not be read as the paper's answer.
+
+# %% tags=["hide-input"]
+display(Markdown(scales_table(experiments.deep_plain_networks, seed,
+                              current=run.profile.name)))
 
 # %% [markdown]
 # ## What we learned
@@ -201,5 +230,5 @@ for depth, groups in records.items():
 # loss decay; the `gpu` and `paper` profiles of this chapter run the same comparison on full CIFAR-10
 # (`papermill ... -p profile gpu`).
 
-# %%
+# %% tags=["hide-input"]
 wall = run.finish()

@@ -24,6 +24,17 @@
 # multiplying the learning rate by $w_t$, and checks every statement numerically by training the same
 # network on the same CIFAR-10 batches twice, in float64, once with the schedule on the loss and once on
 # the learning rate.
+#
+# ````{admonition} At a glance
+# :class: tip
+# ```{glue:figure} eq-figure
+# How far loss decay and learning-rate decay end apart, per optimizer, against the threshold of identical runs.
+# ```
+# The verdicts, computed further down from this page's runs and checks:
+# ```{glue:md} eq-verdict
+# :format: myst
+# ```
+# ````
 
 # %% tags=["remove-cell"]
 # Colab, or anywhere the library is missing: install it quietly, pinned to the book's branch.
@@ -36,12 +47,13 @@ if importlib.util.find_spec("lossdecay_lib") is None:
                     "lossdecay_lib @ git+https://github.com/lossdecay/lossdecay@main"], check=True)
     importlib.invalidate_caches()
 
-# %% tags=["parameters"]
+# %% tags=["parameters", "hide-input"]
 profile = "auto"  # smoke | cpu | gpu | paper | auto
 seed = 0
 data_root = None  # CIFAR-10's folder; default $LOSSDECAY_DATA, else the user cache
 
-# %%
+# %% tags=["hide-input"]
+from myst_nb import glue
 import torch
 from IPython.display import Markdown, display
 
@@ -157,6 +169,7 @@ assert all(r.as_expected for r in paper_results), \
 
 # %%
 fig = plot_identity_gaps(results + paper_results, threshold=E.IDENTICAL_BELOW)
+glue("eq-figure", fig, display=False)
 
 # %% [markdown]
 # ## What a loss weight does under Adam
@@ -263,5 +276,10 @@ claims = [
 # %%
 display(Markdown(claims_summary(claims)))
 
-# %%
+# %% tags=["hide-input"]
+from lossdecay_lib.verdict import claims_at_a_glance
+
+glue("eq-verdict", Markdown(claims_at_a_glance(claims)), display=False)
+
+# %% tags=["hide-input"]
 wall = run.finish()

@@ -22,6 +22,17 @@
 # than usual, especially on the map dataset". It gives no number. Its setup: "the Adam solver, with
 # learning rate 0.0002, and momentum parameters $\beta_1 = 0.9$, $\beta_2 = 0.999$ ... 200 epochs".
 #
+# ````{admonition} At a glance
+# :class: tip
+# ```{glue:figure} p2p-figure
+# Final test image metrics per setting, every seed.
+# ```
+# The verdicts, computed further down from this page's runs and checks:
+# ```{glue:md} p2p-verdict
+# :format: myst
+# ```
+# ````
+#
 # The authors' script (adapted from PyTorch-GAN) differs from the text: LSGAN (squared-error) adversarial
 # loss, L1 weight $\lambda = 100$, Adam with $\beta_1 = 0.5$ (pix2pix's own value), batch 1, and the
 # weight of their code, $w = 1$ before epoch 70 and $2/3 - \text{epoch}/150$ after, multiplied into **the
@@ -64,7 +75,7 @@ if importlib.util.find_spec("lossdecay_lib") is None:
                     "lossdecay_lib @ git+https://github.com/lossdecay/lossdecay@main"], check=True)
     importlib.invalidate_caches()
 
-# %% tags=["parameters"]
+# %% tags=["parameters", "hide-input"]
 profile = "auto"  # smoke | cpu | gpu | paper | auto
 seed = 0  # first seed; the profile says how many seeds each setting runs
 data_root = None  # facades' folder; default $LOSSDECAY_DATA, else the user cache
@@ -72,7 +83,8 @@ force = False  # True: retrain even where a finished run record exists
 # "facades" (available offline here) or "maps" (the paper's other dataset)
 dataset = "facades"
 
-# %%
+# %% tags=["hide-input"]
+from myst_nb import glue
 from IPython.display import Markdown, display
 
 from lossdecay_lib import schedules as S
@@ -193,6 +205,7 @@ display(Markdown(markdown_table(
     rows)))
 fig = plot_final_image_metrics(
     groups, title="After the last epoch: each seed (dots), mean ± std (squares)")
+glue("p2p-figure", fig, display=False)
 
 # %% [markdown]
 # ## Training curves
@@ -375,5 +388,10 @@ claims.append(stated_claim(
 # %%
 display(Markdown(claims_summary(claims)))
 
-# %%
+# %% tags=["hide-input"]
+from lossdecay_lib.verdict import claims_at_a_glance
+
+glue("p2p-verdict", Markdown(claims_at_a_glance(claims)), display=False)
+
+# %% tags=["hide-input"]
 wall = run.finish()

@@ -22,6 +22,13 @@
 # schedules they are compared with, over one 100-epoch run, from the objects in
 # `lossdecay_lib.schedules` that every later chapter trains with.
 #
+# ````{admonition} At a glance
+# :class: tip
+# ```{glue:figure} sch-figure
+# Every schedule of the paper and of the authors' code over one 100-epoch run.
+# ```
+# ````
+#
 # Nothing here trains a network, so the profile only changes how finely the curves are sampled.
 
 # %% tags=["remove-cell"]
@@ -35,11 +42,12 @@ if importlib.util.find_spec("lossdecay_lib") is None:
                     "lossdecay_lib @ git+https://github.com/lossdecay/lossdecay@main"], check=True)
     importlib.invalidate_caches()
 
-# %% tags=["parameters"]
+# %% tags=["parameters", "hide-input"]
 profile = "auto"  # smoke | cpu | gpu | paper | auto
 seed = 0  # seeds the random-weight schedules drawn below
 
-# %%
+# %% tags=["hide-input"]
+from myst_nb import glue
 from lossdecay_lib import schedules as S
 from lossdecay_lib.plots import plot_schedules
 from lossdecay_lib.records import start_chapter
@@ -92,6 +100,7 @@ fig = plot_schedules(
              "Random loss weights": "loss weight $w_t$"},
     markers=list(random_weights),
 )
+glue("sch-figure", fig, display=False)
 
 # %% [markdown]
 # The three deterministic weights of Figs. 2a and 3a differ where the paper says it does not matter:
@@ -190,5 +199,5 @@ for e in (69, 70):
 # - In the authors' classification code, the learning rate is not fixed; the product of learning rate
 #   and weight has a 5x cliff at epoch 70. Later chapters separate the two.
 
-# %%
+# %% tags=["hide-input"]
 wall = run.finish()

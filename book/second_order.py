@@ -16,6 +16,26 @@
 # %% [markdown]
 # # Why would decaying the loss help? A second-order view
 #
+# **The claim.** Along training "the $g^T H g$ term grows by more than an order of magnitude" while the
+# gradient norm does not, so a decaying weight keeps the step in the quadratic model's good range, and
+# "when the gradient is enough reduced to break the current training deadlock, death convergence can
+# be turned on" (Sec. II).
+#
+# ````{admonition} At a glance
+# :class: tip
+# ```{glue:figure} so-figure
+# $g^T g$, $g^T H g$ and the step against the stability threshold along training, per setting.
+# ```
+# **Runs:** {glue:md}`so-scale`, at every seed of the profile; the other scales' final accuracies are
+# side by side under "At every scale" below. The verdicts, computed further down from this page's
+# runs:
+# ```{glue:md} so-verdict
+# :format: myst
+# ```
+# ````
+#
+# ## Method
+#
 # The paper's explanation rests on the second-order Taylor expansion of the loss along a step of
 # gradient descent with learning rate $\eta$ and loss weight $w$ (its Eq. 2, with the weight written in):
 #
@@ -49,20 +69,22 @@ if importlib.util.find_spec("lossdecay_lib") is None:
                     "lossdecay_lib @ git+https://github.com/lossdecay/lossdecay@main"], check=True)
     importlib.invalidate_caches()
 
-# %% tags=["parameters"]
+# %% tags=["parameters", "hide-input"]
 profile = "auto"  # smoke | cpu | gpu | paper | auto
 seed = 0  # first seed; the profile says how many seeds each setting runs
 data_root = None  # CIFAR-10's folder; default $LOSSDECAY_DATA, else the user cache
 force = False  # True: retrain even where a finished run record exists
 
-# %%
+# %% tags=["hide-input"]
 from IPython.display import Markdown, display
+from myst_nb import glue
 
 from lossdecay_lib import experiments
 from lossdecay_lib.plots import (plot_curvature_along_training, plot_metric_bands,
                                  plot_quadratic_check)
 from lossdecay_lib.records import start_chapter
-from lossdecay_lib.runs import group_by_label, markdown_table, summarize
+from lossdecay_lib.runs import (finished, group_by_label, markdown_table, scale_name,
+                                scales_table, summarize)
 from lossdecay_lib.statistics import compare, format_p, jump_epoch, mean_std
 from lossdecay_lib.tracking import last_epoch_above_threshold, measurement_cost
 from lossdecay_lib.training import AUTHORS_SGD, train_seeds
@@ -71,6 +93,9 @@ run = start_chapter(profile=profile, seed=seed, data_root=data_root, force=force
 c = run.profile.curvature
 seeds = run.seeds
 print(c)
+settings = experiments.second_order(run.profile.name)
+glue("so-scale", Markdown(scale_name(run.profile.name, next(iter(settings.values())))),
+     display=False)
 
 # %% [markdown]
 # ## The runs
@@ -79,11 +104,10 @@ print(c)
 # with a constant weight, with the loss weights of the paper's Figs. 2a, 3a and of its code, and with a
 # weight that is set from the measured curvature instead of by the clock (section 4).
 
-# %%
+# %% tags=["hide-input"]
 momentum, weight_decay = (dict(AUTHORS_SGD)["momentum"],
                           dict(AUTHORS_SGD)["weight_decay"])
 # the settings above, as the library defines them
-settings = experiments.second_order(run.profile.name)
 configs = list(settings.values())
 groups = group_by_label(train_seeds(configs, seeds, data_root=data_root, force=force))
 
@@ -115,6 +139,7 @@ display(Markdown(markdown_table(
 fig = plot_curvature_along_training(
     groups, momentum=momentum, weight_decay=weight_decay,
     title="The terms of Eq. 2 along training (mean over seeds)")
+glue("so-figure", fig, display=False)
 
 # %% [markdown]
 # The table compares the mean of the first fifth of each run's measurements with that of the last fifth
@@ -129,7 +154,7 @@ for name, recs in groups.items():
     for key in ("gTg", "gTHg"):
         # after the first epoch
         series = [[row[key] for row in r.get("curvature", []) if row["epoch"] >= 1]
-                  for r in recs if r["status"] == "finished"]
+                  for r in finished(recs)]
         # the first and the last fifth of those, all seeds
         k = max(1, min(map(len, series)) // 5)
         first = mean_std([v for s in series for v in s[:k]])[0]
@@ -239,11 +264,12 @@ display(Markdown(markdown_table(
 
 # %%
 from lossdecay_lib.tracking import gthg_growth_log10
-from lossdecay_lib.verdict import (Precondition, claim_from_comparison, claims_summary,
-                                   runs_against, runs_compared)
+from lossdecay_lib.verdict import (Precondition, claim_from_comparison,
+                                   claims_at_a_glance, claims_summary, runs_against,
+                                   runs_compared)
 
 all_runs = [r for recs in groups.values() for r in recs]
-finished = [r for r in all_runs if r["status"] == "finished"]
+done = finished(all_runs)
 claims = [claim_from_comparison(
     "second_order", "gthg-grows-tenfold",
     "g^T H g grows by more than an order of magnitude over training",
@@ -253,7 +279,7 @@ claims = [claim_from_comparison(
     precondition=Precondition.count(
         "g^T H g is positive over the first fifth of a run's measurements after "
         "epoch 1",
-        [gthg_growth_log10(r) is not None for r in finished], at_least=2),
+        [gthg_growth_log10(r) is not None for r in done], at_least=2),
     scale=1.0, unit="log10", run=run)]
 
 
@@ -272,7 +298,7 @@ claims.append(claim_from_comparison(
     runs_against(all_runs, lag, 0.0),
     precondition=Precondition.count(
         "the runs cross the stability threshold after epoch 1",
-        [lag(r) is not None for r in finished], at_least=2),
+        [lag(r) is not None for r in done], at_least=2),
     scale=1.0, unit="epochs", run=run))
 vs_constant = {  # setting: claim id; the last is the book's own schedule
     "loss decay 2 -> 0": "vs-constant-2-to-0",
@@ -292,6 +318,21 @@ for name, claim_id in vs_constant.items():
         runs_compared(groups["constant weight 1"], groups[name]),
         source="book" if ours else "paper", run=run))
 
+# %% tags=["hide-input"]
+glue("so-verdict", Markdown(claims_at_a_glance(claims)), display=False)
+
+# %% [markdown]
+# ## At every scale
+#
+# Final test accuracy of every setting at every profile whose runs are in the record store (loaded,
+# not trained): the `quick` profile trains on 2,000 images at 32x32, `cpu` on all 50,000 at 16x16.
+# Where the columns rank the schedules differently, the comparisons with the constant weight depend
+# on the scale, and so may their verdicts.
+
+# %% tags=["hide-input"]
+display(Markdown(scales_table(experiments.second_order, seed,
+                              current=run.profile.name)))
+
 # %% [markdown]
 # ## What we learned
 #
@@ -310,5 +351,5 @@ display(Markdown(claims_summary(claims)))
 # where it does not show what the paper says it shows. Measuring costs a share of each run's wall time
 # (the table at the top), most of it in Hessian-vector products.
 
-# %%
+# %% tags=["hide-input"]
 wall = run.finish()

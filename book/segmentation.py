@@ -26,6 +26,17 @@
 # linear down and negative after epoch 100 of 200 epochs) to a random half of the batches only, and
 # reports the best mean IoU over epochs on the val split.
 #
+# ````{admonition} At a glance
+# :class: tip
+# ```{glue:figure} seg-figure
+# Validation mean IoU and loss over training per setting, mean and one standard deviation over seeds.
+# ```
+# The verdicts, computed further down from this page's runs and checks:
+# ```{glue:md} seg-verdict
+# :format: myst
+# ```
+# ````
+#
 # This chapter reruns the comparison with several seeds, scores every epoch on the val split, and puts
 # the final-epoch mean IoU (the fair number) beside the best-epoch one (the authors' selection).
 
@@ -40,7 +51,7 @@ if importlib.util.find_spec("lossdecay_lib") is None:
                     "lossdecay_lib @ git+https://github.com/lossdecay/lossdecay@main"], check=True)
     importlib.invalidate_caches()
 
-# %% tags=["parameters"]
+# %% tags=["parameters", "hide-input"]
 profile = "auto"  # smoke | cpu | gpu | paper | auto
 seed = 0  # first seed; the profile says how many seeds each setting runs
 # folder holding CamVid (or VOC); default $LOSSDECAY_DATA, else the user cache
@@ -49,7 +60,8 @@ force = False  # True: retrain even where a finished run record exists
 # "camvid" (available offline here) or "voc" (PASCAL VOC 2012, the paper's data)
 dataset = "camvid"
 
-# %%
+# %% tags=["hide-input"]
+from myst_nb import glue
 from IPython.display import Markdown, display
 
 from lossdecay_lib import schedules as S
@@ -160,6 +172,7 @@ print({name: [r["backbone_init"] for r in recs] for name, recs in groups.items()
 # %%
 fig = plot_segmentation_curves(
     groups, title=f"PSPNet on {dataset}, {run.profile.name} profile")
+glue("seg-figure", fig, display=False)
 
 # %% [markdown]
 # ## Table I, reproduced
@@ -322,6 +335,11 @@ for name, claim_id in claim_ids.items():
 # %%
 display(Markdown(claims_summary(claims)))
 
+# %% tags=["hide-input"]
+from lossdecay_lib.verdict import claims_at_a_glance
+
+glue("seg-verdict", Markdown(claims_at_a_glance(claims)), display=False)
+
 # %% [markdown]
 # How to read them, with the cell "The gain against the noise" above:
 #
@@ -340,5 +358,5 @@ display(Markdown(claims_summary(claims)))
 # learning rate. Whether the gain appears with ImageNet weights, ResNet-101 and VOC at full length is
 # what the `gpu` and `paper` profiles (`dataset = "voc"` where VOC is available) would tell.
 
-# %%
+# %% tags=["hide-input"]
 wall = run.finish()

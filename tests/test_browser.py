@@ -83,8 +83,14 @@ def doms(chromium, html, tmp_path_factory):
     return found
 
 
+#: The mime prefix of an output that myst-nb's glue stored without displaying it.
+GLUED = "application/papermill.record/"
+
+
 def executed_figures(html, name: str) -> int:
-    """How many figures the executed chapter produced (image outputs of cells that are not removed)."""
+    """How many figures the executed chapter produced: image outputs of cells that are not removed, and
+    figures glued with myst-nb's ``glue(..., display=False)`` (each chapter pastes its key figure into
+    the "at a glance" box with ``{glue:figure}``, so it is shown there)."""
     nb = html.parent / "site" / "book" / f"{name}.ipynb"
     if not nb.is_file():
         pytest.fail(f"the executed chapter {nb} is not beside the built book")
@@ -93,7 +99,8 @@ def executed_figures(html, name: str) -> int:
         tags = cell.get("metadata", {}).get("tags", [])
         if cell["cell_type"] != "code" or {"remove-cell", "remove-output"} & set(tags):
             continue
-        count += sum(any(k.startswith("image/") for k in o.get("data", {})) for o in cell.get("outputs", []))
+        count += sum(any(k.startswith(("image/", GLUED + "image/")) for k in o.get("data", {}))
+                     for o in cell.get("outputs", []))
     return count
 
 
