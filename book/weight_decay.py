@@ -211,7 +211,8 @@ display(Markdown(markdown_table(
 #
 # Per layer, from the input side: the first convolution, one in the middle, the last convolution, and the
 # classifier (which no batch norm follows, so its scale does matter). Mean over seeds with one standard
-# deviation.
+# deviation; on panels that span more than a decade, the mean and spread of the logarithm (a geometric
+# mean, on a log axis).
 
 # %%
 n_layers = len(next((r["layers"] for r in runs if r.get("layers")), [None] * depth))
@@ -368,19 +369,26 @@ for name, epoch in parted.items():
     else:
         found = f"apart (p < {ALPHA}) from epoch {epoch + 1} of {len(rows)} to the end"
     print(f"{name}: {found}")
-if rows:
-    print("last epoch, over the convolutions: " + "; ".join(
-        f"{name} = {v[-1]['ratio']:.2f}"
-        for name, v in tests.items() if "ratio" in v[-1]))
+for pair in ("1 / 2", "3 / 1"):
+    step, norm = tests[f"effective step {pair}"], tests[f"weight norm {pair}"]
+    if step and norm:
+        st, nm = step[-1]["ratio"], norm[-1]["ratio"]
+        print(f"last epoch, settings {pair}, over the convolutions: effective step "
+              f"x{st:.2f} = update size x{st * nm:.2f} / weight norm x{nm:.2f}")
 
 # %% [markdown]
 # How to read these lines: the identity above is exact, so a difference between 1 and 3 can come from the
-# momentum form alone. Weight norms 1 / 2 below 1 with effective steps 1 / 2 above 1 say that loss decay's
-# undiminished weight decay kept the weights smaller and so turned them further per step; if, in
-# addition, the accuracies part ways only after the effective steps do, and the difference between 1 and
-# 2 shrinks once weight decay is removed, the weight decay is what makes loss decay differ from
-# learning-rate decay. Where the lines above say "inconclusive" or "not apart", three seeds of this
-# profile cannot tell.
+# momentum form alone. A layer's effective step is the size of its update over the norm of its weights;
+# the last lines split the ratio of two settings' effective steps into those two factors (about: the
+# step is averaged over the epoch, the norm taken at its end). Weight decay acts through the norm: a
+# weight-norm ratio 1 / 2 below 1 means loss decay's undiminished weight decay kept the weights smaller,
+# so the same update turned them further. The momentum form acts through the update: PyTorch's
+# learning-rate decay multiplies the whole momentum buffer by today's $w_t$, loss decay only the newest
+# gradient, which matters once $w_t$ changes within the momentum's memory of $1/(1-\mu) = 20$ steps (the
+# last steps of a run, and every step of a run with few steps per epoch). If the accuracies part ways only
+# after the effective steps do, and the difference between 1 and 2 shrinks once weight decay is removed,
+# weight decay is what makes loss decay differ from learning-rate decay. Where the lines above say
+# "inconclusive" or "not apart", three seeds of this profile cannot tell.
 
 # %%
 wall = run.finish()

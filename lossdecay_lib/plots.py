@@ -561,6 +561,12 @@ def _epoch_view(records, value):
     return out
 
 
+def _log_ticks(ax) -> None:
+    """Label an axis that holds log10 values as powers of ten."""
+    ax.yaxis.set_major_locator(matplotlib.ticker.MaxNLocator(nbins=5, steps=[1, 2, 5, 10]))
+    ax.yaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{10 ** v:.2g}"))
+
+
 def plot_layer_curves(groups, key: str, layers: Sequence[int], ylabel: str, title: str = "",
                       logy: bool = False, ncols: int = 4):
     """A per-layer quantity of the records (``key``: e.g. ``layer_weight_norms`` or
@@ -568,8 +574,9 @@ def plot_layer_curves(groups, key: str, layers: Sequence[int], ylabel: str, titl
     from the classifier), one band per setting (mean over seeds, +- one standard deviation).
 
     ``groups``: ``{label: [records]}``. Records without ``key`` (trained before it was recorded) are
-    left out; the legend's ``n=`` counts the runs drawn. ``logy``: a log axis on the panels whose values
-    span more than a decade.
+    left out; the legend's ``n=`` counts the runs drawn. ``logy``: on the panels whose values span more
+    than a decade, the mean and spread are those of log10 (geometric mean, a band that stays positive),
+    on a log axis.
     """
     from .runs import setting_name
 
@@ -580,15 +587,17 @@ def plot_layer_curves(groups, key: str, layers: Sequence[int], ylabel: str, titl
     nrows = int(np.ceil(len(layers) / ncols))
     fig, axes = plt.subplots(nrows, ncols, figsize=(3.9 * ncols, 3.3 * nrows + 0.6), squeeze=False, sharex=True)
     for ax, layer in zip(axes.flat, layers):
-        for i, (label, records) in enumerate(groups.items()):
-            view = _epoch_view(records, lambda r, e: e[key][layer])
-            draw_band(ax, view, "value", PALETTE[i % len(PALETTE)], setting_name(label, view), lw=1.6)
+        views = {label: _epoch_view(records, lambda r, e: e[key][layer]) for label, records in groups.items()}
+        values = np.array([e["value"] for v in views.values() for r in v for e in r["epochs"]])
+        log = logy and len(values) and values.min() > 0 and values.max() > 10 * values.min()
+        for i, (label, view) in enumerate(views.items()):
+            drawn = _epoch_view(view, lambda r, e: np.log10(e["value"])) if log else view
+            draw_band(ax, drawn, "value", PALETTE[i % len(PALETTE)], setting_name(label, view), lw=1.6)
+        if log:
+            _log_ticks(ax)
         index = layer % len(names) if names else layer
         ax.set_title(f"layer {index + 1}: {names[layer]}" if names else f"layer {layer}", fontsize=9)
         ax.set_xlabel("epoch")
-        values = np.concatenate([line.get_ydata() for line in ax.lines]) if ax.lines else np.array([])
-        if logy and len(values) and values.min() > 0 and values.max() > 10 * values.min():
-            ax.set_yscale("log")  # only where the panel spans more than a decade: else unreadable ticks
     for row in axes:
         row[0].set_ylabel(ylabel)
     handles, labels = axes.flat[0].get_legend_handles_labels()
