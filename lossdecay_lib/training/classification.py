@@ -384,8 +384,8 @@ def train_seeds(configs: Sequence[ClassificationConfig], seeds: Sequence[int], j
     sequential run writes. ``executor="ray"`` (default: ``$LOSSDECAY_EXECUTOR``, else ``"local"``) sends
     them to a Ray cluster instead (``$RAY_ADDRESS``, else a local one; :mod:`lossdecay_lib.executors`).
     """
-    from ..campaign import default_jobs, run_parallel
-    from ..executors import check_executor, default_executor, run_on_ray
+    from ..campaign import default_jobs
+    from ..executors import check_executor, default_executor, run_runs
     from ..runs import RunStore, run_key
 
     runs = [c.with_(seed=s) for c in configs for s in seeds]
@@ -395,13 +395,9 @@ def train_seeds(configs: Sequence[ClassificationConfig], seeds: Sequence[int], j
     kwargs["store"] = store
     force = kwargs.get("force", False)
     todo = [c for c in runs if force or store.load(run_key(c)) is None]
-    executor = default_executor() if executor is None else check_executor(executor)
-    if todo and executor == "ray":
-        run_on_ray(train_classifier, todo, **dict(kwargs, progress=False))
-        kwargs["force"] = False  # the cluster trained them: load them below
-    elif todo:
-        jobs = default_jobs() if jobs is None else jobs
-        if jobs > 1 and len(todo) > 1:
-            run_parallel(train_classifier, todo, jobs, **dict(kwargs, progress=False))
-            kwargs["force"] = False  # the pool trained them: load them below
+    jobs = default_jobs() if jobs is None else jobs
+    remote = check_executor(executor or default_executor()) != "local"
+    if todo and (remote or (jobs > 1 and len(todo) > 1)):  # one run at a time here keeps its progress bar
+        run_runs(train_classifier, todo, executor=executor, jobs=jobs, **dict(kwargs, progress=False))
+        kwargs["force"] = False  # trained by the pool or the cluster: load them below
     return [train_classifier(c, **kwargs) for c in runs]
