@@ -95,6 +95,7 @@ __all__ = [
     "EigenvalueEstimate",
     "LossHessian",
     "directional_curvature",
+    "dot",
     "exceeds_stability_threshold",
     "flatten",
     "hessian_vector_product",
@@ -146,9 +147,10 @@ def unflatten_like(vector: Tensor, like: Sequence[Tensor]) -> List[Tensor]:
     return pieces
 
 
-def _dot(xs: Sequence[Tensor], ys: Sequence[Tensor]) -> float:
-    """Inner product of two lists of tensors, accumulated in float64."""
-    return float(sum(torch.dot(x.reshape(-1).double(), y.reshape(-1).double()) for x, y in zip(xs, ys)))
+def dot(xs: Sequence[Tensor], ys: Sequence[Tensor], dtype: torch.dtype = torch.float64) -> Tensor:
+    """Inner product of two lists of tensors, accumulated in ``dtype``: a 0-dim tensor on their device
+    (no host read; ``float()`` it for a number)."""
+    return sum(torch.dot(x.reshape(-1).to(dtype), y.reshape(-1).to(dtype)) for x, y in zip(xs, ys))
 
 
 # --------------------------------------------------------------------------------------------
@@ -475,8 +477,8 @@ class LossHessian:
         g = self.gradient
         return CurvatureMeasurement(
             loss=float(self.loss),
-            grad_dot_grad=_dot(g, g),
-            grad_hessian_grad=_dot(g, self.hvp(g)),
+            grad_dot_grad=float(dot(g, g)),
+            grad_hessian_grad=float(dot(g, self.hvp(g))),
         )
 
     def top_eigenvalue(self, *, max_iterations: int = 20, rtol: float = 1e-5, seed: int = 0,
