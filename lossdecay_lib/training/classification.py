@@ -20,7 +20,7 @@ from typing import Dict, Optional, Tuple
 import torch
 import torch.nn.functional as F
 
-from .loop import EpochSums, NonFiniteWatch, RecordedRun, RunConfig, progress_bar
+from .loop import EpochSums, NonFiniteWatch, RecordedRun, RunConfig
 from ..tracking import CurvatureTracker
 from ..models import MODEL_NAMES, build_model, channels_last_is_safe, weight_layers
 from ..optimizers import build_optimizer, check_optimizer_name
@@ -176,8 +176,8 @@ def _setup(config: ClassificationConfig, data_root, dev) -> SimpleNamespace:
     return t
 
 
-def train_epoch(config: ClassificationConfig, t: SimpleNamespace, epoch: int, step: int, run: RecordedRun,
-                bar) -> Tuple[Dict, NonFiniteWatch]:
+def train_epoch(config: ClassificationConfig, t: SimpleNamespace, epoch: int, step: int,
+                run: RecordedRun) -> Tuple[Dict, NonFiniteWatch]:
     """One epoch of weighted steps (paper Eq. 1) from global ``step``: its sums and non-finite watch."""
     t.model.train()
     if t.schedule_free:
@@ -216,8 +216,7 @@ def train_epoch(config: ClassificationConfig, t: SimpleNamespace, epoch: int, st
                  grad_norm=grad_norm, layer_grad_norms=norms.double(), layer_effective_steps=effective)
         run.log_step(w, lr)
         step += 1
-        bar.update(1)
-    return sums.read(), watch
+    return dict(sums.read(), **run.epoch_schedule()), watch
 
 
 @torch.no_grad()
@@ -266,15 +265,14 @@ def train_classifier(config: ClassificationConfig, data_root=None, device: str =
     if t.tracker is not None:
         t.tracker.rows[:] = record.get("curvature", [])
         record["curvature"] = t.tracker.rows
-    bar = progress_bar(config.epochs * t.steps_per_epoch, f"{config.label or config.model}, seed {config.seed}",
+    run.show_progress(config.epochs * t.steps_per_epoch, f"{config.label or config.model}, seed {config.seed}",
                        progress, done=step)
     for epoch in range(start_epoch, config.epochs):
-        sums, watch = train_epoch(config, t, epoch, step, run, bar)
+        sums, watch = train_epoch(config, t, epoch, step, run)
         step += t.steps_per_epoch
         if watch.first() is not None:
-            bar.close()
             return run.diverge(record, epoch, watch.first(), step)
-        weight_mean, lr_mean, n = run.epoch_schedule()
+        n = sums["steps"]
         if t.schedule_free:  # evaluated at the averaged iterate: batch-norm statistics recomputed there
             t.optimizer.eval()
             _refresh_batch_norm(t.model, t.train_batches.epoch_batches(epoch))
@@ -282,16 +280,15 @@ def train_classifier(config: ClassificationConfig, data_root=None, device: str =
         record["epochs"].append({
             "epoch": epoch, "train_loss": sums["loss"] / n, "train_loss_weighted": sums["weighted_loss"] / n,
             "train_acc": sums["correct"] / sums["images"], "test_loss": test_loss, "test_acc": test_acc,
-            "weight_mean": weight_mean, "lr_mean": lr_mean, "grad_norm": sums["grad_norm"] / n,
+            "weight_mean": sums["weight_mean"], "lr_mean": sums["lr_mean"], "grad_norm": sums["grad_norm"] / n,
             "layer_grad_norms": [v / n for v in sums["layer_grad_norms"]],
             # issue 19: per layer, the weight norm at the epoch's end and the mean effective step (the
             # update's norm over the weights' norm: the angular step of a scale-invariant layer)
             "layer_weight_norms": torch.stack(torch._foreach_norm([p.detach() for p in t.layer_weights])).tolist(),
             "layer_effective_steps": [v / n for v in sums["layer_effective_steps"]],
             "seconds": run.elapsed})
-        bar.set_postfix(test_acc=f"{test_acc:.3f}")
+        run.bar.set_postfix(test_acc=f"{test_acc:.3f}")
         run.end_epoch(record, epoch, config.epochs, step, **t.stateful)
-    bar.close()
     accs = [e["test_acc"] for e in record["epochs"]]
     return run.finish(record, {
         "final_test_acc": accs[-1],

@@ -26,8 +26,8 @@ A loop reads::
     record = run.new_record(kind, config, device)      # + the loop's own facts
     start, step, record = run.resume(record, model=model, optimizer=optimizer)
     for epoch in range(start, epochs):
-        sums, watch = train_epoch(...)                  # the weighted steps: run.log_step(weight, lr)
-        if watch.first() is not None:                   # read once per epoch
+        sums, watch = train_epoch(...)                  # the weighted steps: run.log_step(weight, lr),
+        if watch.first() is not None:                   # then run.epoch_schedule(); read once per epoch
             return run.diverge(record, epoch, watch.first(), step)
         record["epochs"].append({... evaluate(...) ...})
         run.end_epoch(record, epoch, epochs, step, model=model, optimizer=optimizer)
@@ -146,6 +146,7 @@ class RecordedRun:
         self._cpu_started = time.process_time()  # CPU seconds of this process: core-seconds, whatever the load
         self._weights: List[float] = []
         self._lrs: List[float] = []
+        self.bar = progress_bar(0, "", enabled=False)
         existing = None if force else store.load(key)
         if existing is not None:
             existing["label"] = label  # the same run may be shown under another name elsewhere
@@ -175,18 +176,25 @@ class RecordedRun:
                 "status": "running", "epochs": []}
 
     # -- the steps of an epoch ------------------------------------------------------------------------
+    def show_progress(self, total: int, description: str, enabled: bool = True, done: int = 0) -> None:
+        """A progress bar of ``total`` steps (:func:`progress_bar`), advanced by :meth:`log_step` and
+        closed when the run ends."""
+        self.bar = progress_bar(total, description, enabled, done)
+
     def log_step(self, weight: float, lr: float) -> None:
         """Remember the weight and learning rate in force at this step (host floats, no sync)."""
         self._weights.append(weight)
         self._lrs.append(lr)
+        self.bar.update(1)
 
-    def epoch_schedule(self) -> Tuple[float, float, int]:
-        """Mean weight, mean learning rate and number of steps of the epoch so far; starts the next one."""
+    def epoch_schedule(self) -> Dict[str, float]:
+        """Mean weight (``weight_mean``), mean learning rate (``lr_mean``) and number of steps
+        (``steps``) of the epoch so far; starts the next one."""
         n = len(self._weights)
         means = (sum(self._weights) / n, sum(self._lrs) / n) if n else (float("nan"), float("nan"))
         self._epoch_weights, self._epoch_lrs = self._weights, self._lrs
         self._weights, self._lrs = [], []
-        return means[0], means[1], n
+        return {"weight_mean": means[0], "lr_mean": means[1], "steps": n}
 
     @property
     def elapsed(self) -> float:
@@ -242,6 +250,7 @@ class RecordedRun:
         record["wall_seconds"], record["cpu_seconds"] = self.elapsed, self.cpu_elapsed
         self.store.save(self.key, record)
         remove_checkpoint(self.checkpoint_path)
+        self.bar.close()
         warnings.warn(
             f"run {self.label or self.key} diverged: non-finite loss or gradient at step {bad_step} "
             f"(epoch {epoch}, weight {w:.4g}, learning rate {lr:.4g}); its record is marked diverged",
@@ -256,6 +265,7 @@ class RecordedRun:
         record["wall_seconds"], record["cpu_seconds"] = self.elapsed, self.cpu_elapsed
         self.store.save(self.key, record)
         remove_checkpoint(self.checkpoint_path)
+        self.bar.close()
         return record
 
 

@@ -34,7 +34,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import torch
 import torch.nn.functional as F
 
-from .loop import EpochSums, NonFiniteWatch, RecordedRun, RunConfig, progress_bar
+from .loop import EpochSums, NonFiniteWatch, RecordedRun, RunConfig
 from ..atomic import write_atomically
 from ..runs import RunStore
 from ..curvature import dot
@@ -230,8 +230,8 @@ def _discriminator_step(config: Pix2PixConfig, t: SimpleNamespace, x, y, fake, l
     return loss_d
 
 
-def train_epoch(config: Pix2PixConfig, t: SimpleNamespace, epoch: int, step: int, run: RecordedRun,
-                bar) -> Tuple[Dict, NonFiniteWatch, List[float]]:
+def train_epoch(config: Pix2PixConfig, t: SimpleNamespace, epoch: int, step: int,
+                run: RecordedRun) -> Tuple[Dict, NonFiniteWatch, List[float]]:
     """One epoch from global ``step``: the discriminator's step, then the generator's weighted step
     (paper Eq. 1) and the step multiplier it really made. Returns the sums, the non-finite watch and
     the lag model's predicted multipliers."""
@@ -274,8 +274,7 @@ def train_epoch(config: Pix2PixConfig, t: SimpleNamespace, epoch: int, step: int
         predicted.append(lr / config.lr * (t.lag.update(w) if config.weight_place != "lr" else w))
         run.log_step(w, lr)
         step += 1
-        bar.update(1)
-    return sums.read(), watch, predicted
+    return dict(sums.read(), **run.epoch_schedule()), watch, predicted
 
 
 @torch.no_grad()
@@ -303,28 +302,27 @@ def train_pix2pix(config: Pix2PixConfig, data_root=None, device: str = "auto", s
     record = run.new_record("pix2pix", config, t.device)
     record.update(t.facts, samples_file=_samples_path(run.store, run.key).name)
     start_epoch, step, record = run.resume(record, **t.stateful)
-    bar = progress_bar(config.epochs * t.steps_per_epoch, f"{config.label or 'pix2pix'}, seed {config.seed}",
+    run.show_progress(config.epochs * t.steps_per_epoch, f"{config.label or 'pix2pix'}, seed {config.seed}",
                        progress, done=step)
     for epoch in range(start_epoch, config.epochs):
-        sums, watch, predicted = train_epoch(config, t, epoch, step, run, bar)
+        sums, watch, predicted = train_epoch(config, t, epoch, step, run)
         step += t.steps_per_epoch
         if watch.first() is not None:
-            bar.close()
             return run.diverge(record, epoch, watch.first(), step)
-        weight_mean, lr_mean, n = run.epoch_schedule()
+        n = sums["steps"]
         test = _test_scores(t)
-        steps = sums.pop("multiplier_steps")
+        losses = ("d_loss", "g_gan_loss", "g_l1_loss", "g_l1_loss_weighted", "g_loss", "g_loss_weighted")
+        steps = sums["multiplier_steps"]
         record["epochs"].append({
-            "epoch": epoch, **{name: v / n for name, v in sums.items() if name != "multiplier"},
-            "weight_mean": weight_mean, "lr_mean": lr_mean,
+            "epoch": epoch, **{name: sums[name] / n for name in losses},
+            "weight_mean": sums["weight_mean"], "lr_mean": sums["lr_mean"],
             "step_multiplier": sums["multiplier"] / steps if steps else float("nan"),
             "step_multiplier_steps": int(steps),
             "step_multiplier_predicted": sum(predicted) / len(predicted),
             "test_l1": test["l1"], "test_psnr": test["psnr"], "test_ssim": test["ssim"],
             "seconds": run.elapsed})
-        bar.set_postfix(test_l1=f"{test['l1']:.3f}", psnr=f"{test['psnr']:.2f}")
+        run.bar.set_postfix(test_l1=f"{test['l1']:.3f}", psnr=f"{test['psnr']:.2f}")
         run.end_epoch(record, epoch, config.epochs, step, **t.stateful)
-    bar.close()
     return run.finish(record, _summary(t, record, test, run))
 
 

@@ -34,7 +34,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .loop import EpochSums, NonFiniteWatch, RecordedRun, RunConfig, progress_bar
+from .loop import EpochSums, NonFiniteWatch, RecordedRun, RunConfig
 from ..atomic import write_atomically
 from ..runs import RunStore
 from ..metrics import ConfusionMatrix, segmentation_scores
@@ -319,8 +319,8 @@ def _setup(config: SegmentationConfig, data_root, dev) -> SimpleNamespace:
                            base=base_settings(optimizer), shown=shown, facts=facts)
 
 
-def train_epoch(config: SegmentationConfig, t: SimpleNamespace, epoch: int, step: int, run: RecordedRun,
-                bar) -> Tuple[Dict, NonFiniteWatch]:
+def train_epoch(config: SegmentationConfig, t: SimpleNamespace, epoch: int, step: int,
+                run: RecordedRun) -> Tuple[Dict, NonFiniteWatch]:
     """One epoch of weighted steps (paper Eq. 1) from global ``step``: its sums and non-finite watch."""
     t.model.train()
     sums = EpochSums(t.device, loss=(), weighted_loss=(), main_loss=())
@@ -342,8 +342,7 @@ def train_epoch(config: SegmentationConfig, t: SimpleNamespace, epoch: int, step
                  weighted_loss=loss.detach().double() * (w if config.weight_place == "loss" else 1.0))
         run.log_step(w, lr)
         step += 1
-        bar.update(1)
-    return sums.read(), watch
+    return dict(sums.read(), **run.epoch_schedule()), watch
 
 
 def _validate(t: SimpleNamespace):
@@ -369,27 +368,25 @@ def train_segmenter(config: SegmentationConfig, data_root=None, device: str = "a
     record.update(t.facts)
     stateful = dict(model=t.model, optimizer=t.optimizer)
     start_epoch, step, record = run.resume(record, **stateful)
-    bar = progress_bar(config.epochs * t.steps_per_epoch, f"{config.label or 'PSPNet'}, seed {config.seed}",
+    run.show_progress(config.epochs * t.steps_per_epoch, f"{config.label or 'PSPNet'}, seed {config.seed}",
                        progress, done=step)
     kept: List[torch.Tensor] = []
     for epoch in range(start_epoch, config.epochs):
-        sums, watch = train_epoch(config, t, epoch, step, run, bar)
+        sums, watch = train_epoch(config, t, epoch, step, run)
         step += t.steps_per_epoch
         if watch.first() is not None:
-            bar.close()
             return run.diverge(record, epoch, watch.first(), step)
-        weight_mean, lr_mean, n = run.epoch_schedule()
+        n = sums["steps"]
         val_loss, matrix, kept = _validate(t)
         scores = segmentation_scores(matrix, list(t.info.class_names))
         record["epochs"].append({
             "epoch": epoch, "train_loss": sums["loss"] / n, "train_loss_weighted": sums["weighted_loss"] / n,
             "train_main_loss": sums["main_loss"] / n, "val_loss": val_loss, "val_miou": scores["miou"],
             "val_pixel_acc": scores["pixel_acc"], "val_per_class_iou": scores["per_class_iou"],
-            "val_classes_scored": scores["classes_scored"], "weight_mean": weight_mean, "lr_mean": lr_mean,
+            "val_classes_scored": scores["classes_scored"], "weight_mean": sums["weight_mean"], "lr_mean": sums["lr_mean"],
             "seconds": run.elapsed})
-        bar.set_postfix(val_miou=f"{scores['miou']:.3f}")
+        run.bar.set_postfix(val_miou=f"{scores['miou']:.3f}")
         run.end_epoch(record, epoch, config.epochs, step, **stateful)
-    bar.close()
     if not kept:  # resumed after the last epoch's checkpoint: nothing was evaluated in this process
         kept = _validate(t)[2]
     return run.finish(record, _summary(record, kept, t.shown, run))
