@@ -178,7 +178,8 @@ def _setup(config: ClassificationConfig, data_root, dev) -> SimpleNamespace:
 
 def train_epoch(config: ClassificationConfig, t: SimpleNamespace, epoch: int, step: int,
                 run: RecordedRun) -> Tuple[Dict, NonFiniteWatch]:
-    """One epoch of weighted steps (paper Eq. 1) from global ``step``: its sums and non-finite watch."""
+    """One epoch of weighted steps (paper Eq. 1) from global ``step``: the means of its steps (and the
+    correct and seen images) and its non-finite watch."""
     t.model.train()
     if t.schedule_free:
         t.optimizer.train()
@@ -216,7 +217,8 @@ def train_epoch(config: ClassificationConfig, t: SimpleNamespace, epoch: int, st
                  grad_norm=grad_norm, layer_grad_norms=norms.double(), layer_effective_steps=effective)
         run.log_step(w, lr)
         step += 1
-    return dict(sums.read(), **run.epoch_schedule()), watch
+    schedule = run.epoch_schedule()
+    return dict(sums.means(schedule["steps"], "correct", "images"), **schedule), watch
 
 
 @torch.no_grad()
@@ -268,24 +270,23 @@ def train_classifier(config: ClassificationConfig, data_root=None, device: str =
     run.show_progress(config.epochs * t.steps_per_epoch, f"{config.label or config.model}, seed {config.seed}",
                        progress, done=step)
     for epoch in range(start_epoch, config.epochs):
-        sums, watch = train_epoch(config, t, epoch, step, run)
+        train, watch = train_epoch(config, t, epoch, step, run)
         step += t.steps_per_epoch
         if watch.first() is not None:
             return run.diverge(record, epoch, watch.first(), step)
-        n = sums["steps"]
         if t.schedule_free:  # evaluated at the averaged iterate: batch-norm statistics recomputed there
             t.optimizer.eval()
             _refresh_batch_norm(t.model, t.train_batches.epoch_batches(epoch))
         test_loss, test_acc = evaluate(t.model, t.test_batches)
         record["epochs"].append({
-            "epoch": epoch, "train_loss": sums["loss"] / n, "train_loss_weighted": sums["weighted_loss"] / n,
-            "train_acc": sums["correct"] / sums["images"], "test_loss": test_loss, "test_acc": test_acc,
-            "weight_mean": sums["weight_mean"], "lr_mean": sums["lr_mean"], "grad_norm": sums["grad_norm"] / n,
-            "layer_grad_norms": [v / n for v in sums["layer_grad_norms"]],
+            "epoch": epoch, "train_loss": train["loss"], "train_loss_weighted": train["weighted_loss"],
+            "train_acc": train["correct"] / train["images"], "test_loss": test_loss, "test_acc": test_acc,
+            "weight_mean": train["weight_mean"], "lr_mean": train["lr_mean"], "grad_norm": train["grad_norm"],
+            "layer_grad_norms": train["layer_grad_norms"],
             # issue 19: per layer, the weight norm at the epoch's end and the mean effective step (the
             # update's norm over the weights' norm: the angular step of a scale-invariant layer)
             "layer_weight_norms": torch.stack(torch._foreach_norm([p.detach() for p in t.layer_weights])).tolist(),
-            "layer_effective_steps": [v / n for v in sums["layer_effective_steps"]],
+            "layer_effective_steps": train["layer_effective_steps"],
             "seconds": run.elapsed})
         run.bar.set_postfix(test_acc=f"{test_acc:.3f}")
         run.end_epoch(record, epoch, config.epochs, step, **t.stateful)

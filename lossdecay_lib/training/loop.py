@@ -26,7 +26,7 @@ A loop reads::
     record = run.new_record(kind, config, device)      # + the loop's own facts
     start, step, record = run.resume(record, model=model, optimizer=optimizer)
     for epoch in range(start, epochs):
-        sums, watch = train_epoch(...)                  # the weighted steps: run.log_step(weight, lr),
+        train, watch = train_epoch(...)                 # the weighted steps: run.log_step(weight, lr),
         if watch.first() is not None:                   # then run.epoch_schedule(); read once per epoch
             return run.diverge(record, epoch, watch.first(), step)
         record["epochs"].append({... evaluate(...) ...})
@@ -301,7 +301,7 @@ def progress_bar(total: int, description: str, enabled: bool = True, done: int =
 
 class EpochSums:
     """An epoch's named running sums (float64 tensors on the device, one per name, of the given
-    shape): :meth:`add` with no host synchronisation, :meth:`read` once per epoch (one host read)."""
+    shape): :meth:`add` with no host synchronisation, :meth:`means` once per epoch (one host read)."""
 
     def __init__(self, device, **shapes):
         self._sums = {name: torch.zeros(shape, device=device, dtype=torch.float64)
@@ -312,12 +312,14 @@ class EpochSums:
         for name, value in values.items():
             self._sums[name] += value
 
-    def read(self) -> Dict:
-        """The sums as host numbers (lists for the vector ones)."""
+    def means(self, steps: int, *totals: str) -> Dict:
+        """Each sum over ``steps`` (lists for the vector ones), read by the host at once; the sums
+        named in ``totals`` are returned as they are."""
         flat = torch.cat([t.reshape(-1) for t in self._sums.values()]).tolist()
         out, i = {}, 0
         for name, t in self._sums.items():
-            out[name] = flat[i] if t.dim() == 0 else flat[i:i + t.numel()]
+            values = [v if name in totals else v / steps for v in flat[i:i + t.numel()]]
+            out[name] = values[0] if t.dim() == 0 else values
             i += t.numel()
         return out
 

@@ -233,8 +233,8 @@ def _discriminator_step(config: Pix2PixConfig, t: SimpleNamespace, x, y, fake, l
 def train_epoch(config: Pix2PixConfig, t: SimpleNamespace, epoch: int, step: int,
                 run: RecordedRun) -> Tuple[Dict, NonFiniteWatch, List[float]]:
     """One epoch from global ``step``: the discriminator's step, then the generator's weighted step
-    (paper Eq. 1) and the step multiplier it really made. Returns the sums, the non-finite watch and
-    the lag model's predicted multipliers."""
+    (paper Eq. 1) and the step multiplier it really made. Returns the means of its steps (the measured
+    multipliers summed), the non-finite watch and the lag model's predicted multipliers."""
     t.generator.train()
     t.discriminator.train()
     t.train_set.set_epoch(epoch)
@@ -274,7 +274,8 @@ def train_epoch(config: Pix2PixConfig, t: SimpleNamespace, epoch: int, step: int
         predicted.append(lr / config.lr * (t.lag.update(w) if config.weight_place != "lr" else w))
         run.log_step(w, lr)
         step += 1
-    return dict(sums.read(), **run.epoch_schedule()), watch, predicted
+    schedule = run.epoch_schedule()
+    return dict(sums.means(schedule["steps"], "multiplier", "multiplier_steps"), **schedule), watch, predicted
 
 
 @torch.no_grad()
@@ -305,18 +306,17 @@ def train_pix2pix(config: Pix2PixConfig, data_root=None, device: str = "auto", s
     run.show_progress(config.epochs * t.steps_per_epoch, f"{config.label or 'pix2pix'}, seed {config.seed}",
                        progress, done=step)
     for epoch in range(start_epoch, config.epochs):
-        sums, watch, predicted = train_epoch(config, t, epoch, step, run)
+        train, watch, predicted = train_epoch(config, t, epoch, step, run)
         step += t.steps_per_epoch
         if watch.first() is not None:
             return run.diverge(record, epoch, watch.first(), step)
-        n = sums["steps"]
         test = _test_scores(t)
         losses = ("d_loss", "g_gan_loss", "g_l1_loss", "g_l1_loss_weighted", "g_loss", "g_loss_weighted")
-        steps = sums["multiplier_steps"]
+        steps = train["multiplier_steps"]
         record["epochs"].append({
-            "epoch": epoch, **{name: sums[name] / n for name in losses},
-            "weight_mean": sums["weight_mean"], "lr_mean": sums["lr_mean"],
-            "step_multiplier": sums["multiplier"] / steps if steps else float("nan"),
+            "epoch": epoch, **{name: train[name] for name in losses},
+            "weight_mean": train["weight_mean"], "lr_mean": train["lr_mean"],
+            "step_multiplier": train["multiplier"] / steps if steps else float("nan"),
             "step_multiplier_steps": int(steps),
             "step_multiplier_predicted": sum(predicted) / len(predicted),
             "test_l1": test["l1"], "test_psnr": test["psnr"], "test_ssim": test["ssim"],

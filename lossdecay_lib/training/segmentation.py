@@ -321,7 +321,8 @@ def _setup(config: SegmentationConfig, data_root, dev) -> SimpleNamespace:
 
 def train_epoch(config: SegmentationConfig, t: SimpleNamespace, epoch: int, step: int,
                 run: RecordedRun) -> Tuple[Dict, NonFiniteWatch]:
-    """One epoch of weighted steps (paper Eq. 1) from global ``step``: its sums and non-finite watch."""
+    """One epoch of weighted steps (paper Eq. 1) from global ``step``: the means of its steps and its
+    non-finite watch."""
     t.model.train()
     sums = EpochSums(t.device, loss=(), weighted_loss=(), main_loss=())
     watch = NonFiniteWatch(t.device)
@@ -342,7 +343,8 @@ def train_epoch(config: SegmentationConfig, t: SimpleNamespace, epoch: int, step
                  weighted_loss=loss.detach().double() * (w if config.weight_place == "loss" else 1.0))
         run.log_step(w, lr)
         step += 1
-    return dict(sums.read(), **run.epoch_schedule()), watch
+    schedule = run.epoch_schedule()
+    return dict(sums.means(schedule["steps"]), **schedule), watch
 
 
 def _validate(t: SimpleNamespace):
@@ -372,18 +374,17 @@ def train_segmenter(config: SegmentationConfig, data_root=None, device: str = "a
                        progress, done=step)
     kept: List[torch.Tensor] = []
     for epoch in range(start_epoch, config.epochs):
-        sums, watch = train_epoch(config, t, epoch, step, run)
+        train, watch = train_epoch(config, t, epoch, step, run)
         step += t.steps_per_epoch
         if watch.first() is not None:
             return run.diverge(record, epoch, watch.first(), step)
-        n = sums["steps"]
         val_loss, matrix, kept = _validate(t)
         scores = segmentation_scores(matrix, list(t.info.class_names))
         record["epochs"].append({
-            "epoch": epoch, "train_loss": sums["loss"] / n, "train_loss_weighted": sums["weighted_loss"] / n,
-            "train_main_loss": sums["main_loss"] / n, "val_loss": val_loss, "val_miou": scores["miou"],
+            "epoch": epoch, "train_loss": train["loss"], "train_loss_weighted": train["weighted_loss"],
+            "train_main_loss": train["main_loss"], "val_loss": val_loss, "val_miou": scores["miou"],
             "val_pixel_acc": scores["pixel_acc"], "val_per_class_iou": scores["per_class_iou"],
-            "val_classes_scored": scores["classes_scored"], "weight_mean": sums["weight_mean"], "lr_mean": sums["lr_mean"],
+            "val_classes_scored": scores["classes_scored"], "weight_mean": train["weight_mean"], "lr_mean": train["lr_mean"],
             "seconds": run.elapsed})
         run.bar.set_postfix(val_miou=f"{scores['miou']:.3f}")
         run.end_epoch(record, epoch, config.epochs, step, **stateful)
