@@ -292,9 +292,11 @@ def progress_bar(total: int, description: str, enabled: bool = True, done: int =
     """A tqdm bar (a widget in notebooks, text in terminals) starting at ``done`` steps; disabled
     (every call a no-op) when not ``enabled`` or when ``$LOSSDECAY_PROGRESS`` is ``0`` (the chapter
     runner sets it: executed pages carry no bars)."""
-    from tqdm.auto import tqdm
-
     off = not enabled or os.environ.get("LOSSDECAY_PROGRESS", "1") == "0"
+    if off:  # not tqdm.auto: importing it warns in a notebook without ipywidgets
+        from tqdm import tqdm
+    else:
+        from tqdm.auto import tqdm
     return tqdm(total=total, initial=done, desc=description, unit="step", leave=False, mininterval=2.0,
                 disable=off)
 
