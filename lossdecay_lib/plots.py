@@ -114,9 +114,7 @@ def plot_schedules(
             else:
                 ax.plot(xs, ys, lw=1.8, label=name)
         ax.axhline(0, color="black", lw=0.6)
-        ax.set_title(title)
-        ax.set_xlabel(f"epoch (of {epochs})")
-        ax.set_ylabel((ylabels or {}).get(title, "value"))
+        ax.set(title=title, xlabel=f"epoch (of {epochs})", ylabel=(ylabels or {}).get(title, "value"))
         if any(name in markers for name in group):  # dots fill the panel: a framed legend, big markers
             ax.legend(loc="center left", markerscale=8, frameon=True, framealpha=0.95)
         else:
@@ -153,9 +151,7 @@ def plot_adam_multiplier(mult, title: str = "What a decaying loss weight does to
     ax.plot(steps, mult.measured, color=PALETTE[0], lw=2, label="measured: |Adam step with $w_t$| / |step without|")
     ax.plot(steps, mult.predicted, color=PALETTE[3], ls=":", lw=2,
             label=r"lag model: EMA$_{\beta_1}(w)$ / sqrt(EMA$_{\beta_2}(w^2)$)")
-    ax.set_xlabel("optimizer step")
-    ax.set_ylabel("step multiplier")
-    ax.set_title(title)
+    ax.set(xlabel="optimizer step", ylabel="step multiplier", title=title)
     ax.legend()
     return _finish(fig)
 
@@ -168,9 +164,7 @@ def plot_curves(x, series: Dict[str, Sequence[float]], xlabel: str, ylabel: str,
         ax.plot(x, ys, lw=1.8, label=name)
     if logy:
         ax.set_yscale("log")
-    ax.set_xlabel(xlabel)
-    ax.set_ylabel(ylabel)
-    ax.set_title(title)
+    ax.set(xlabel=xlabel, ylabel=ylabel, title=title)
     ax.legend()
     return _finish(fig)
 
@@ -211,9 +205,7 @@ def plot_metric_bands(panels, metric: str = "test_acc", ylabel: str = "test accu
             name = setting_name(label, records)
             if not draw_band(ax, records, metric, colors[label], name):
                 ax.plot([], [], color=colors[label], label=name)  # in the legend all the same
-        ax.set_title(panel)
-        ax.set_xlabel("epoch")
-        ax.set_ylabel(ylabel)
+        ax.set(title=panel, xlabel="epoch", ylabel=ylabel)
         ax.legend(loc="best", fontsize=7.5)
     return _finish(fig, axes, n, title)
 
@@ -233,8 +225,7 @@ def plot_layer_grad_norms(groups, epochs: Sequence[int], title: str = ""):
             norms = np.mean([r["epochs"][epoch]["layer_grad_norms"] for r in runs], axis=0)
             ax.plot(np.arange(1, len(norms) + 1), norms, color=_colour(i), lw=1.6, label=label)
         ax.set_yscale("log")
-        ax.set_title(f"epoch {epoch + 1}")
-        ax.set_xlabel("layer (1 = input side)")
+        ax.set(title=f"epoch {epoch + 1}", xlabel="layer (1 = input side)")
     axes.flat[0].set_ylabel("gradient norm of the layer's weight")
     axes.flat[0].legend()
     return _finish(fig, title=title)
@@ -280,8 +271,7 @@ def plot_curvature_along_training(groups, momentum: float, weight_decay: float =
     axes[2].legend(loc="upper right", frameon=True, framealpha=0.9)
     for ax, t in zip(axes, ("gradient norm squared", "curvature along the gradient", "step against the stability threshold")):
         ax.set_yscale("symlog", linthresh=1.0) if ax is axes[1] else ax.set_yscale("log")
-        ax.set_xlabel("epoch")
-        ax.set_title(t)
+        ax.set(xlabel="epoch", title=t)
     return _finish(fig, title=title)
 
 
@@ -302,9 +292,7 @@ def plot_quadratic_check(groups, title: str = "Does the quadratic model predict 
         ax.plot([-lim, lim], [-lim, lim], color="black", lw=0.8, ls="--", label="prediction = measurement")
         ax.set_xscale("symlog", linthresh=lim * 1e-3, linscale=2.0)
         ax.set_yscale("symlog", linthresh=lim * 1e-3, linscale=2.0)
-    ax.set_xlabel("predicted change of the evaluation loss")
-    ax.set_ylabel("measured change")
-    ax.set_title(title)
+    ax.set(xlabel="predicted change of the evaluation loss", ylabel="measured change", title=title)
     ax.legend(fontsize=7.5)
     return _finish(fig)
 
@@ -339,8 +327,7 @@ def plot_segmentation_curves(groups, title: str = "", metrics=SEGMENTATION_CURVE
             draw_band(ax, records, metric, _colour(i), setting_name(label, records), marker="o", ms=3)
         if metric == "val_loss" and ax.lines:
             ax.set_yscale("log")  # batch-norm statistics of the first epochs make it span decades
-        ax.set_xlabel("epoch")
-        ax.set_ylabel(ylabel)
+        ax.set(xlabel="epoch", ylabel=ylabel)
     handles, labels = axes.flat[0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="lower center", ncol=min(len(labels), 2), fontsize=8)
     bottom = 0.06 + 0.03 * ((len(labels) - 1) // 2)
@@ -487,8 +474,7 @@ def plot_step_multipliers(groups, base_lr: float, title: str = ""):
             ax.plot(xs, nominal, color=PALETTE[-1], ls="--", lw=1.5, label="weight x lr factor")
         ax.axhline(0, color="black", lw=0.6)
         ax.set_title(setting_name(label, records), fontsize=9)
-        ax.set_xlabel("epoch")
-        ax.set_ylabel("step multiplier")
+        ax.set(xlabel="epoch", ylabel="step multiplier")
         ax.legend(loc="best", fontsize=7.5)
     return _finish(fig, axes, len(groups), title)
 
@@ -601,7 +587,6 @@ def plot_step_scales(groups, title: str = "What the optimizer is asked to do, pe
             view = _epoch_view(records, value)
             draw_band(ax, view, "value", _colour(i), setting_name(label, view), lw=1.8,
                       ls=("-", "--", ":", "-.")[i % 4])
-        ax.set_xlabel("epoch")
-        ax.set_ylabel(ylabel)
+        ax.set(xlabel="epoch", ylabel=ylabel)
     axes.flat[1].legend(loc="best", fontsize=7.5)
     return _finish(fig, axes, 2, title)
