@@ -350,15 +350,8 @@ class LossHessian:
         hvp_count: Hessian-vector products computed so far.
     """
 
-    def __init__(
-        self,
-        model: nn.Module,
-        inputs: Tensor,
-        targets: Tensor,
-        loss_fn: LossFn = F.cross_entropy,
-        *,
-        bn_stats: str = "batch",
-    ) -> None:
+    def __init__(self, model: nn.Module, inputs: Tensor, targets: Tensor,
+                 loss_fn: LossFn = F.cross_entropy, *, bn_stats: str = "batch") -> None:
         self.parameters = trainable_parameters(model)
         if not self.parameters:
             raise ValueError("the model has no trainable parameters")
@@ -391,13 +384,9 @@ class LossHessian:
         self.hvp_count += 1
         if not pairs:
             return [torch.zeros_like(p) for p in self.parameters]
-        products = torch.autograd.grad(
-            [g for g, _ in pairs],
-            self.parameters,
-            grad_outputs=[v for _, v in pairs],
-            retain_graph=True,
-            allow_unused=True,
-        )
+        products = torch.autograd.grad([g for g, _ in pairs], self.parameters,
+                                       grad_outputs=[v for _, v in pairs], retain_graph=True,
+                                       allow_unused=True)
         return [torch.zeros_like(p) if h is None else h for h, p in zip(products, self.parameters)]
 
     def hvp_flat(self, vector: Tensor) -> Tensor:
@@ -414,11 +403,7 @@ class LossHessian:
         directional derivative by nested forward mode (5.3 steps).
         """
         g = self.gradient
-        return CurvatureMeasurement(
-            loss=float(self.loss),
-            grad_dot_grad=_dot(g, g),
-            grad_hessian_grad=_dot(g, self.hvp(g)),
-        )
+        return CurvatureMeasurement(float(self.loss), _dot(g, g), _dot(g, self.hvp(g)))
 
     def top_eigenvalue(self, *, max_iterations: int = 20, rtol: float = 1e-5, seed: int = 0,
                        warm_start: Optional[Tensor] = None) -> EigenvalueEstimate:
