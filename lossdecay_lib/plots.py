@@ -73,6 +73,15 @@ def _finish(fig, axes=None, used: Optional[int] = None, title: str = "", rect=No
     return fig
 
 
+def _legend_below(fig, ax, columns: int, space: float, per_row: float):
+    """``ax``'s legend entries as one figure legend below the panels, ``columns`` wide; returns the
+    ``rect`` for :func:`_finish` that keeps ``space`` of the height for it, plus ``per_row`` for
+    each further row."""
+    handles, labels = ax.get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=min(len(labels), columns), fontsize=8)
+    return (0, space + per_row * ((len(labels) - 1) // columns), 1, 1)
+
+
 def _image_grid(columns, cell, extra_height: float, title_size: float, frame: bool = True, **imshow):
     """A figure of pictures, one column per ``(title, [n, H, W, 3] images)`` of ``columns``, one row
     per image; ``cell``: (width, height) of a picture in inches; no ticks, no grid."""
@@ -328,10 +337,8 @@ def plot_segmentation_curves(groups, title: str = "", metrics=SEGMENTATION_CURVE
         if metric == "val_loss" and ax.lines:
             ax.set_yscale("log")  # batch-norm statistics of the first epochs make it span decades
         ax.set(xlabel="epoch", ylabel=ylabel)
-    handles, labels = axes.flat[0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="lower center", ncol=min(len(labels), 2), fontsize=8)
-    bottom = 0.06 + 0.03 * ((len(labels) - 1) // 2)
-    return _finish(fig, axes, len(metrics), title, rect=(0, bottom, 1, 1))
+    rect = _legend_below(fig, axes.flat[0], columns=2, space=0.06, per_row=0.03)
+    return _finish(fig, axes, len(metrics), title, rect=rect)
 
 
 @_styled
@@ -564,10 +571,8 @@ def plot_layer_curves(groups, key: str, layers: Sequence[int], ylabel: str, titl
         ax.set_xlabel("epoch")
     for row in axes:
         row[0].set_ylabel(ylabel)
-    handles, labels = axes.flat[0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="lower center", ncol=min(len(labels), 3), fontsize=8)
-    bottom = 0.08 + 0.04 * ((len(labels) - 1) // 3)
-    return _finish(fig, axes, len(layers), title, rect=(0, bottom, 1, 1))
+    rect = _legend_below(fig, axes.flat[0], columns=3, space=0.08, per_row=0.04)
+    return _finish(fig, axes, len(layers), title, rect=rect)
 
 
 @_styled
