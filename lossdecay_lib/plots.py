@@ -48,7 +48,13 @@ def _styled(plot):
     @functools.wraps(plot)
     def styled(*args, **kwargs):
         with plt.style.context(STYLE):
-            return plot(*args, **kwargs)
+            fig = plot(*args, **kwargs)
+            interactive = matplotlib.is_interactive()
+        # A backend loaded inside the context (IPython's inline backend, at a notebook's first
+        # figure) turns interactive mode on; leaving the context must not turn it off, or the
+        # notebook's later figures would not be shown.
+        matplotlib.interactive(interactive)
+        return fig
 
     return styled
 

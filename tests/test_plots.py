@@ -34,3 +34,19 @@ def test_titles_and_picture_grids():
     assert len(fig.axes) == 6 and [a.get_title() for a in fig.axes[:3]] == ["input", "a setting", "ground truth"]
     assert not any(side.get_visible() for side in fig.axes[0].spines.values())
     plt.close(fig)
+
+
+def test_interactive_mode_turned_on_while_plotting_stays_on():
+    # IPython's inline backend loads at a notebook's first figure, inside the style context, and turns
+    # interactive mode on; were it undone on leaving the context, later figures would not be shown.
+    def first_figure():
+        matplotlib.interactive(True)  # what loading the inline backend does
+        return plt.figure()
+
+    was = matplotlib.is_interactive()
+    matplotlib.interactive(False)
+    try:
+        plt.close(plots._styled(first_figure)())
+        assert matplotlib.is_interactive()
+    finally:
+        matplotlib.interactive(was)
