@@ -70,10 +70,6 @@ class Progress:
         """Fraction of the run completed, in [0, 1)."""
         return self.epoch / self.epochs
 
-    @property
-    def total_steps(self) -> int:
-        return int(round(self.steps_per_epoch * self.epochs))
-
 
 class Schedule:
     """A number as a function of training progress. Subclasses implement :meth:`value`.
