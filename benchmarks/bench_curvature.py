@@ -4,8 +4,9 @@ Prints, in one run, on a plain (no skip connections) conv net with batch norm an
 batch of 128 *random* images:
 
 * the time of one training step (forward, backward, SGD step with momentum),
-* the time of one ``measure_curvature`` (loss, g^T g, g^T H g) and of one
-  ``top_hessian_eigenvalue`` (Lanczos, at most 20 Hessian-vector products), and their ratios to a
+* the time of one ``LossHessian(...).curvature()`` (loss, g^T g, g^T H g) and of one
+  ``LossHessian(...).top_eigenvalue()`` (Lanczos, at most 20 Hessian-vector products), each with
+  its forward and backward, and their ratios to a
   training step (goals: g^T H g <= 3 steps; top eigenvalue within 1% in <= 20 products),
 * the number of products the eigenvalue estimate used and its relative error against a long
   Lanczos run (a different start vector; up to 100 products, stopping early once its rigorous
@@ -30,7 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from lossdecay_lib.curvature import LossHessian, measure_curvature, top_hessian_eigenvalue
+from lossdecay_lib.curvature import LossHessian
 
 
 def plain_bn_convnet(depth: int = 13, widths=(16, 32, 64), num_classes: int = 10) -> nn.Sequential:
@@ -115,15 +116,15 @@ def main() -> None:
 
     fastest = fastest_interleaved({
         "step": training_step,
-        "curvature": lambda: measure_curvature(model, inputs, targets),
-        "running": lambda: measure_curvature(model, inputs, targets, bn_stats="running"),
+        "curvature": lambda: LossHessian(model, inputs, targets).curvature(),
+        "running": lambda: LossHessian(model, inputs, targets, bn_stats="running").curvature(),
     }, args.repeats, device)
     step_s, curvature_s, running_s = fastest["step"], fastest["curvature"], fastest["running"]
-    m = measure_curvature(model, inputs, targets)
+    m = LossHessian(model, inputs, targets).curvature()
 
     results = {}
-    eigen_s = timed(lambda: results.setdefault("estimate", top_hessian_eigenvalue(
-        model, inputs, targets, max_iterations=args.max_hvps, rtol=args.rtol)), device)
+    eigen_s = timed(lambda: results.setdefault("estimate", LossHessian(model, inputs, targets).top_eigenvalue(
+        max_iterations=args.max_hvps, rtol=args.rtol)), device)
     reference_s = timed(lambda: results.setdefault("reference", LossHessian(model, inputs, targets).top_eigenvalue(
         max_iterations=args.reference_iterations, rtol=args.reference_rtol, seed=args.seed + 1)), device)
     estimate, reference = results["estimate"], results["reference"]
@@ -133,7 +134,7 @@ def main() -> None:
         return abs(value - exact) / abs(exact)
 
     print(f"training step (fwd, bwd, SGD)        {step_s * 1e3:8.1f} ms   1.00 steps")
-    print(f"g^T g + g^T H g (measure_curvature)  {curvature_s * 1e3:8.1f} ms  {curvature_s / step_s:5.2f} steps"
+    print(f"g^T g + g^T H g (.curvature())       {curvature_s * 1e3:8.1f} ms  {curvature_s / step_s:5.2f} steps"
           f"   [goal <= 3]")
     print(f"  same, bn_stats='running' (eval)    {running_s * 1e3:8.1f} ms  {running_s / step_s:5.2f} steps")
     print(f"top eigenvalue (Lanczos, rtol {args.rtol:g})   {eigen_s * 1e3:8.1f} ms  {eigen_s / step_s:5.2f} steps"

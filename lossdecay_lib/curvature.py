@@ -16,17 +16,14 @@ more than an order of magnitude." It never measures either term. This module mea
 that the quote and the paper's Assumption ("when the gradient is enough reduced to break the
 current training deadlock, death convergence can be turned on") can be tested:
 
-* :func:`measure_curvature` -- the loss, ``g^T g``, ``g^T H g`` and the directional curvature
-  ``g^T H g / g^T g`` on one fixed batch, in one call (one forward, one backward that keeps its
-  graph, one Hessian-vector product).
-* :func:`top_hessian_eigenvalue` -- the sharpness ``lambda_max`` (largest algebraic eigenvalue of
-  the Hessian) by Lanczos with a relative tolerance.
-* The quadratic model of Eq. 2: :func:`predicted_loss_change`, :func:`optimal_weight`, and the
-  stability threshold of heavy-ball SGD, :func:`stability_threshold`, :func:`stability_ratio`,
-  :func:`exceeds_stability_threshold` (the "edge of stability", Cohen et al. 2021).
-* :class:`LossHessian` -- the object behind all of these: the loss, gradient and Hessian-vector
-  products of a model on one fixed batch, sharing one forward/backward between several
-  measurements (e.g. ``g^T H g`` and the top eigenvalue from the same graph).
+* :class:`LossHessian` -- the loss, gradient and Hessian-vector products of a model on one fixed
+  batch, sharing one forward/backward between several measurements:
+  :meth:`~LossHessian.curvature` (the loss, ``g^T g`` and ``g^T H g``: one Hessian-vector product)
+  and :meth:`~LossHessian.top_eigenvalue` (the sharpness ``lambda_max``, the largest algebraic
+  eigenvalue of the Hessian, by Lanczos with a relative tolerance: :func:`lanczos_top_eigenvalue`).
+* The quadratic model of Eq. 2 on a :class:`CurvatureMeasurement`: its directional curvature,
+  ``predicted_loss_change`` and ``optimal_weight``; and :func:`stability_ratio`, the step against
+  heavy-ball SGD's stability threshold (the "edge of stability", Cohen et al. 2021).
 
 What is measured
 ----------------
@@ -55,7 +52,8 @@ build the gradient *with its graph*; each product ``H v`` is then
 The price is memory: the graph of the backward pass is held while a :class:`LossHessian` lives.
 Cost measured by ``benchmarks/bench_curvature.py`` (13-layer plain BN conv net, batch 128, one CPU
 thread): one product ~2.5-2.8 training steps, of which batch norm's double-backward formula (a
-composite of elementwise ops) is nearly half; :func:`measure_curvature` ~3.1-3.6 steps in all.
+composite of elementwise ops) is nearly half; :meth:`LossHessian.curvature` with its forward and
+backward ~3.1-3.6 steps in all.
 
 Batch norm (and other layers with train/eval behaviour)
 -------------------------------------------------------
@@ -89,27 +87,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-__all__ = [
-    "BN_STATS_MODES",
-    "CurvatureMeasurement",
-    "EigenvalueEstimate",
-    "LossHessian",
-    "directional_curvature",
-    "dot",
-    "exceeds_stability_threshold",
-    "flatten",
-    "hessian_vector_product",
-    "lanczos_top_eigenvalue",
-    "measure_curvature",
-    "measurement_mode",
-    "optimal_weight",
-    "predicted_loss_change",
-    "stability_ratio",
-    "stability_threshold",
-    "top_hessian_eigenvalue",
-    "trainable_parameters",
-    "unflatten_like",
-]
+__all__ = ["BN_STATS_MODES", "CurvatureMeasurement", "EigenvalueEstimate", "LossHessian", "dot", "flatten",
+           "lanczos_top_eigenvalue", "measurement_mode", "stability_ratio", "trainable_parameters",
+           "unflatten_like"]
 
 LossFn = Callable[[Tensor, Tensor], Tensor]
 
@@ -195,58 +175,19 @@ def measurement_mode(model: nn.Module, bn_stats: str = "batch") -> Iterator[nn.M
 # --------------------------------------------------------------------------------------------
 
 
-def directional_curvature(grad_dot_grad: float, grad_hessian_grad: float) -> float:
-    """Curvature of the loss along the gradient, ``g^T H g / g^T g`` (nan when ``g = 0``).
-
-    It is the Rayleigh quotient of ``H`` at ``g``, so it lies between the smallest and the largest
-    eigenvalue of ``H``; the quadratic model of Eq. 2 along ``g`` is
-    ``-eta w |g|^2 + 1/2 (eta w)^2 |g|^2 * directional_curvature``.
-    """
-    if grad_dot_grad == 0:
-        return math.nan
-    return grad_hessian_grad / grad_dot_grad
-
-
-def predicted_loss_change(grad_dot_grad: float, grad_hessian_grad: float, lr: float, weight: float = 1.0) -> float:
-    """Loss change predicted by the quadratic model (the paper's Eq. 2) for the step ``-lr * weight * g``.
-
-    ``f(x - eta w g) - f(x) ~ -eta w g^T g + 1/2 eta^2 w^2 g^T H g``, with ``eta = lr`` and
-    ``w = weight``. Exact when the loss is quadratic. For heavy-ball momentum the step actually
-    taken is not along ``g``; this is the change of a plain SGD step (or of the gradient part of
-    the momentum step).
-    """
-    step = lr * weight
-    return -step * grad_dot_grad + 0.5 * step * step * grad_hessian_grad
-
-
-def optimal_weight(grad_dot_grad: float, grad_hessian_grad: float, lr: float) -> float:
-    """Loss weight that minimises the quadratic model of Eq. 2: ``w* = g^T g / (eta g^T H g)``.
-
-    The model ``q(w) = -eta w g^T g + 1/2 eta^2 w^2 g^T H g`` is a parabola in ``w``; its minimum
-    ``q(w*) = -(g^T g)^2 / (2 g^T H g)`` is at ``w*``, and the step lowers the model for
-    ``0 < w < 2 w*`` only, i.e. while ``eta w (g^T H g / g^T g) < 2``: the plain-SGD stability
-    condition with the directional curvature in place of the sharpness.
-
-    Returns ``math.inf`` when ``g^T H g <= 0``: the quadratic then has no minimum along ``g`` (it
-    decreases without bound for ``w > 0``), so the model sets no upper limit on the weight. Returns
-    0 when ``g = 0`` and ``g^T H g > 0``.
-    """
-    if lr <= 0:
-        raise ValueError(f"lr must be positive, got {lr}")
-    if grad_hessian_grad <= 0:
-        return math.inf
-    return grad_dot_grad / (lr * grad_hessian_grad)
-
-
 @dataclass(frozen=True)
 class CurvatureMeasurement:
-    """The terms of the paper's Eq. 2 measured on one batch.
+    """The terms of the paper's Eq. 2 measured on one batch, and the quadratic model they make.
+
+    ``f(x - eta w g) - f(x) ~ -eta w g^T g + 1/2 eta^2 w^2 g^T H g`` (Eq. 2 with the loss weight
+    ``w`` folded into the step). Measured along a run, the two terms test Goodfellow et al.'s
+    statement that the paper relies on: "the gradient norm does not shrink significantly throughout
+    learning, but the g^T H g term grows by more than an order of magnitude".
 
     Attributes:
         loss: the (unweighted) loss ``f`` on the batch.
         grad_dot_grad: ``g^T g``, the squared gradient norm (the slope term of Eq. 2).
-        grad_hessian_grad: ``g^T H g`` (the curvature term of Eq. 2), the term Goodfellow et al.
-            say "grows by more than an order of magnitude" while the gradient norm does not.
+        grad_hessian_grad: ``g^T H g`` (the curvature term of Eq. 2).
     """
 
     loss: float
@@ -254,27 +195,38 @@ class CurvatureMeasurement:
     grad_hessian_grad: float
 
     @property
-    def gradient_norm(self) -> float:
-        """``|g| = sqrt(g^T g)``."""
-        return math.sqrt(self.grad_dot_grad)
-
-    @property
     def directional_curvature(self) -> float:
-        """``g^T H g / g^T g`` (see :func:`directional_curvature`)."""
-        return directional_curvature(self.grad_dot_grad, self.grad_hessian_grad)
+        """Curvature along the gradient, ``g^T H g / g^T g`` (nan when ``g = 0``): the Rayleigh
+        quotient of ``H`` at ``g``, between the smallest and the largest eigenvalue of ``H``."""
+        return self.grad_hessian_grad / self.grad_dot_grad if self.grad_dot_grad else math.nan
 
     def predicted_loss_change(self, lr: float, weight: float = 1.0) -> float:
-        """Eq. 2's ``-eta w g^T g + 1/2 eta^2 w^2 g^T H g`` (see :func:`predicted_loss_change`)."""
-        return predicted_loss_change(self.grad_dot_grad, self.grad_hessian_grad, lr, weight)
+        """Eq. 2's ``-eta w g^T g + 1/2 eta^2 w^2 g^T H g`` for the step ``-lr * weight * g``.
+
+        Exact when the loss is quadratic. For heavy-ball momentum the step actually taken is not
+        along ``g``; this is the change of a plain SGD step (or of the momentum step's gradient part).
+        """
+        step = lr * weight
+        return -step * self.grad_dot_grad + 0.5 * step * step * self.grad_hessian_grad
 
     def optimal_weight(self, lr: float) -> float:
-        """``w* = g^T g / (eta g^T H g)``, ``inf`` if ``g^T H g <= 0`` (see :func:`optimal_weight`)."""
-        return optimal_weight(self.grad_dot_grad, self.grad_hessian_grad, lr)
+        """Loss weight that minimises Eq. 2's model: ``w* = g^T g / (eta g^T H g)``.
+
+        The model is a parabola in ``w`` with minimum ``-(g^T g)^2 / (2 g^T H g)`` at ``w*``; the
+        step lowers it for ``0 < w < 2 w*`` only, i.e. while ``eta w g^T H g / g^T g < 2``: plain
+        SGD's stability condition with the directional curvature in place of the sharpness.
+        ``math.inf`` when ``g^T H g <= 0`` (no minimum along ``g``: no upper limit on the weight).
+        """
+        if lr <= 0:
+            raise ValueError(f"lr must be positive, got {lr}")
+        if self.grad_hessian_grad <= 0:
+            return math.inf
+        return self.grad_dot_grad / (lr * self.grad_hessian_grad)
 
 
 @dataclass(frozen=True)
 class EigenvalueEstimate:
-    """Result of :func:`top_hessian_eigenvalue` / :func:`lanczos_top_eigenvalue`.
+    """Result of :meth:`LossHessian.top_eigenvalue` / :func:`lanczos_top_eigenvalue`.
 
     Attributes:
         value: estimate of the largest *algebraic* eigenvalue ``lambda_max`` (not the largest in
@@ -303,73 +255,49 @@ class EigenvalueEstimate:
 # --------------------------------------------------------------------------------------------
 
 
-def lanczos_top_eigenvalue(
-    matvec: Callable[[Tensor], Tensor],
-    start: Tensor,
-    *,
-    max_iterations: int = 20,
-    rtol: float = 1e-5,
-) -> EigenvalueEstimate:
+def lanczos_top_eigenvalue(matvec: Callable[[Tensor], Tensor], start: Tensor, *,
+                           max_iterations: int = 20, rtol: float = 1e-5) -> EigenvalueEstimate:
     """Largest algebraic eigenvalue of a symmetric operator by the Lanczos method.
 
-    Each iteration costs one ``matvec`` (one Hessian-vector product). The Krylov basis is kept and
-    fully re-orthogonalised (classical Gram-Schmidt, twice), which keeps float32 runs free of
-    spurious ("ghost") Ritz values; memory is ``max_iterations`` vectors of the operator's size.
+    ``matvec``: ``v -> A v`` on flat vectors (one Hessian-vector product per iteration); ``start``:
+    any nonzero vector; at most ``max_iterations`` products (capped at the dimension). The Krylov
+    basis is kept and fully re-orthogonalised (classical Gram-Schmidt, twice), which keeps float32
+    runs free of spurious ("ghost") Ritz values; memory is ``max_iterations`` vectors.
 
-    Stops, ``converged=True``, as soon as either
+    Stops, ``converged=True``, as soon as the top Ritz value (which only rises towards
+    ``lambda_max``) moved by at most ``rtol`` (relative) over the last product, or the rigorous
+    residual bound ``|A y - theta y| <= rtol |theta|`` holds (this also covers an exhausted Krylov
+    space). ``rtol=0``: always use ``max_iterations``.
 
-    * the relative increase of the top Ritz value over the last product is ``<= rtol`` (the
-      usual practical rule; the top Ritz value rises monotonically towards ``lambda_max``), or
-    * the rigorous residual bound ``|H y - theta y| <= rtol * |theta|`` holds (this also covers an
-      exhausted Krylov space, e.g. ``max_iterations >= dimension``).
-
-    Why the default tolerance is small (1e-5) although the goal is 1%: when the start vector has a
-    small component along the top eigenvector, the top Ritz value first converges to the *second*
-    eigenvalue and sits there, moving by ~1e-4 per product, before rising to ``lambda_max``. On the
-    benchmark's 13-layer BN network one of three seeds did this (11.02 for six products, 9% below
-    ``lambda_max`` = 12.09, then 12.05 after 20 products); ``rtol=1e-3`` would have stopped on that
-    plateau. No single-vector Krylov method can detect it, so the default effectively spends the
-    whole ``max_iterations`` budget unless the estimate has truly settled.
-
-    Args:
-        matvec: ``v -> A v`` on flat vectors, ``A`` symmetric.
-        start: starting vector (any nonzero vector; its direction is what matters).
-        max_iterations: most products to use (capped at the dimension).
-        rtol: relative tolerance of both stopping rules (0: always use ``max_iterations``).
+    Why the default tolerance is small (1e-5) although the goal is 1%: from a start vector with a
+    small component along the top eigenvector, the top Ritz value first settles on the *second*
+    eigenvalue, moving by ~1e-4 per product, before rising to ``lambda_max``. On the benchmark's
+    13-layer BN network one of three seeds did this (11.02 for six products, 9% below ``lambda_max``
+    = 12.09, then 12.05 after 20); ``rtol=1e-3`` would have stopped on that plateau, which no
+    single-vector Krylov method can detect.
     """
     if max_iterations < 1:
         raise ValueError("max_iterations must be >= 1")
     n = start.numel()
     steps = min(max_iterations, n)
     basis = torch.zeros(steps, n, dtype=start.dtype, device=start.device)
-    q = start.reshape(-1) / start.norm()
-    basis[0] = q
+    basis[0] = start.reshape(-1) / start.norm()
     alphas: List[float] = []
     betas: List[float] = []
     history: List[float] = []
-    beta = 0.0
-    theta, residual, converged = math.nan, math.inf, False
+    beta, theta, residual, converged = 0.0, math.nan, math.inf, False
     for k in range(steps):
         w = matvec(basis[k])
         if k > 0:
             w = w - beta * basis[k - 1]
-        alpha = float(torch.dot(w, basis[k]))
-        w = w - alpha * basis[k]
+        alphas.append(float(torch.dot(w, basis[k])))
+        w = w - alphas[-1] * basis[k]
         for _ in range(2):  # full re-orthogonalisation: "twice is enough"
             w = w - basis[: k + 1].T @ (basis[: k + 1] @ w)
         beta = float(w.norm())
-        alphas.append(alpha)
-
-        tridiagonal = torch.diag(torch.tensor(alphas, dtype=torch.float64))
-        if betas:
-            off = torch.tensor(betas, dtype=torch.float64)
-            tridiagonal += torch.diag(off, 1) + torch.diag(off, -1)
-        ritz_values, ritz_vectors = torch.linalg.eigh(tridiagonal)
-        previous = theta
-        theta = float(ritz_values[-1])
-        residual = beta * abs(float(ritz_vectors[-1, -1]))
+        previous, (theta, ritz_vector) = theta, _top_ritz_pair(alphas, betas)
+        residual = beta * abs(float(ritz_vector[-1]))
         history.append(theta)
-
         scale = max(abs(theta), 1e-30)
         if residual <= rtol * scale or (k > 0 and abs(theta - previous) <= rtol * scale):
             converged = True
@@ -377,16 +305,21 @@ def lanczos_top_eigenvalue(
         if k + 1 < steps:
             betas.append(beta)
             basis[k + 1] = w / beta
-    used = len(history)
-    top_vector = ritz_vectors[:, -1].to(dtype=basis.dtype, device=basis.device)
-    return EigenvalueEstimate(
-        value=theta,
-        hvp_count=used,
-        converged=converged,
-        residual_norm=residual,
-        history=tuple(history),
-        vector=basis[:used].T @ top_vector,
-    )
+    y = ritz_vector.to(dtype=basis.dtype, device=basis.device)
+    return EigenvalueEstimate(value=theta, hvp_count=len(history), converged=converged,
+                              residual_norm=residual, history=tuple(history),
+                              vector=basis[: len(history)].T @ y)
+
+
+def _top_ritz_pair(alphas: List[float], betas: List[float]) -> Tuple[float, Tensor]:
+    """The largest eigenvalue of the Lanczos tridiagonal matrix (``alphas`` on its diagonal,
+    ``betas`` beside it) and its unit eigenvector."""
+    tridiagonal = torch.diag(torch.tensor(alphas, dtype=torch.float64))
+    if betas:
+        off = torch.tensor(betas, dtype=torch.float64)
+        tridiagonal += torch.diag(off, 1) + torch.diag(off, -1)
+    values, vectors = torch.linalg.eigh(tridiagonal)
+    return float(values[-1]), vectors[:, -1]
 
 
 def _random_start(n: int, like: Tensor, seed: int) -> Tensor:
@@ -418,15 +351,8 @@ class LossHessian:
         hvp_count: Hessian-vector products computed so far.
     """
 
-    def __init__(
-        self,
-        model: nn.Module,
-        inputs: Tensor,
-        targets: Tensor,
-        loss_fn: LossFn = F.cross_entropy,
-        *,
-        bn_stats: str = "batch",
-    ) -> None:
+    def __init__(self, model: nn.Module, inputs: Tensor, targets: Tensor,
+                 loss_fn: LossFn = F.cross_entropy, *, bn_stats: str = "batch") -> None:
         self.parameters = trainable_parameters(model)
         if not self.parameters:
             raise ValueError("the model has no trainable parameters")
@@ -459,13 +385,9 @@ class LossHessian:
         self.hvp_count += 1
         if not pairs:
             return [torch.zeros_like(p) for p in self.parameters]
-        products = torch.autograd.grad(
-            [g for g, _ in pairs],
-            self.parameters,
-            grad_outputs=[v for _, v in pairs],
-            retain_graph=True,
-            allow_unused=True,
-        )
+        products = torch.autograd.grad([g for g, _ in pairs], self.parameters,
+                                       grad_outputs=[v for _, v in pairs], retain_graph=True,
+                                       allow_unused=True)
         return [torch.zeros_like(p) if h is None else h for h, p in zip(products, self.parameters)]
 
     def hvp_flat(self, vector: Tensor) -> Tensor:
@@ -473,17 +395,22 @@ class LossHessian:
         return flatten(self.hvp(unflatten_like(vector, self.parameters)))
 
     def curvature(self) -> CurvatureMeasurement:
-        """Eq. 2's terms: loss, ``g^T g`` and ``g^T H g`` (one Hessian-vector product, ``H g``)."""
+        """Eq. 2's terms: loss, ``g^T g`` and ``g^T H g`` (one Hessian-vector product, ``H g``).
+
+        With the constructor's forward and backward, about four training steps on the CPU
+        (``benchmarks/bench_curvature.py``: 3.9-4.0 for its BN network with batch statistics, 3.2
+        with running statistics). Two alternatives measured on the same network were slower:
+        forward-over-reverse (``torch.func.jvp`` of ``torch.func.grad``, 5.2 steps) and the second
+        directional derivative by nested forward mode (5.3 steps).
+        """
         g = self.gradient
-        return CurvatureMeasurement(
-            loss=float(self.loss),
-            grad_dot_grad=float(dot(g, g)),
-            grad_hessian_grad=float(dot(g, self.hvp(g))),
-        )
+        return CurvatureMeasurement(float(self.loss), float(dot(g, g)), float(dot(g, self.hvp(g))))
 
     def top_eigenvalue(self, *, max_iterations: int = 20, rtol: float = 1e-5, seed: int = 0,
                        warm_start: Optional[Tensor] = None) -> EigenvalueEstimate:
-        """Largest algebraic eigenvalue of ``H`` by Lanczos from a seeded Gaussian start vector.
+        """Sharpness ``lambda_max``: the largest algebraic eigenvalue of ``H``, by Lanczos from a
+        Gaussian start vector drawn with ``seed``; compare ``lr * weight * value`` with
+        ``2 (1 + momentum)`` (:func:`stability_ratio`).
 
         ``warm_start``: a flat vector close to the top eigenvector, e.g. the ``vector`` of an earlier
         estimate a few steps before in the same run. Lanczos then starts from it plus a small seeded
@@ -501,104 +428,8 @@ class LossHessian:
 
 
 # --------------------------------------------------------------------------------------------
-# One-call entry points
-# --------------------------------------------------------------------------------------------
-
-
-def hessian_vector_product(
-    model: nn.Module,
-    inputs: Tensor,
-    targets: Tensor,
-    vectors: Sequence[Tensor],
-    loss_fn: LossFn = F.cross_entropy,
-    *,
-    bn_stats: str = "batch",
-) -> List[Tensor]:
-    """``H v`` of the loss on one batch, ``v`` and the result one tensor per trainable parameter.
-
-    Costs one forward, one backward with graph and one double backward; to compute several
-    products on the same batch build one :class:`LossHessian` and call its :meth:`~LossHessian.hvp`.
-    """
-    return LossHessian(model, inputs, targets, loss_fn, bn_stats=bn_stats).hvp(vectors)
-
-
-def measure_curvature(
-    model: nn.Module,
-    inputs: Tensor,
-    targets: Tensor,
-    loss_fn: LossFn = F.cross_entropy,
-    *,
-    bn_stats: str = "batch",
-) -> CurvatureMeasurement:
-    """The terms of the paper's Eq. 2 on a fixed batch: loss, ``g^T g``, ``g^T H g``.
-
-    ``f(x - eta w g) ~ f(x) - eta w g^T g + 1/2 eta^2 w^2 g^T H g``. Measured over a training run,
-    these test Goodfellow et al.'s statement that the paper relies on: "the gradient norm does not
-    shrink significantly throughout learning, but the g^T H g term grows by more than an order of
-    magnitude".
-
-    Cost: one forward, one backward with graph, one Hessian-vector product by double backward: about
-    four training steps on the CPU (``benchmarks/bench_curvature.py``: 3.9-4.0 for its BN network with
-    batch statistics, 3.2 with running statistics; the Hessian-vector product alone costs about three
-    steps there). Two alternatives measured on the same network were slower: forward-over-reverse
-    (``torch.func.jvp`` of ``torch.func.grad``, 5.2 steps) and the second directional derivative by
-    nested forward mode (5.3 steps). The model is left unchanged;
-    ``bn_stats`` chooses the batch-norm statistics (``"batch"``, the default: those of this batch,
-    as SGD sees them; ``"running"``: eval mode, somewhat cheaper). Returns a
-    :class:`CurvatureMeasurement`, whose ``directional_curvature``, ``predicted_loss_change(lr,
-    weight)`` and ``optimal_weight(lr)`` give the rest of the quadratic model.
-    """
-    return LossHessian(model, inputs, targets, loss_fn, bn_stats=bn_stats).curvature()
-
-
-def top_hessian_eigenvalue(
-    model: nn.Module,
-    inputs: Tensor,
-    targets: Tensor,
-    loss_fn: LossFn = F.cross_entropy,
-    *,
-    bn_stats: str = "batch",
-    max_iterations: int = 20,
-    rtol: float = 1e-5,
-    seed: int = 0,
-) -> EigenvalueEstimate:
-    """Sharpness ``lambda_max``: the largest algebraic eigenvalue of the loss Hessian on a fixed batch.
-
-    Lanczos from a Gaussian start vector drawn with ``seed``, at most ``max_iterations``
-    Hessian-vector products, stopping at relative tolerance ``rtol`` (see
-    :func:`lanczos_top_eigenvalue`). Compare ``lr * weight * value`` with ``2 (1 + momentum)``
-    (:func:`exceeds_stability_threshold`). The model is left unchanged; ``bn_stats`` as in
-    :func:`measure_curvature`.
-    """
-    hessian = LossHessian(model, inputs, targets, loss_fn, bn_stats=bn_stats)
-    return hessian.top_eigenvalue(max_iterations=max_iterations, rtol=rtol, seed=seed)
-
-
-# --------------------------------------------------------------------------------------------
 # Stability of (heavy-ball) SGD: the edge of stability
 # --------------------------------------------------------------------------------------------
-
-
-def _check_momentum(momentum: float) -> None:
-    if not 0.0 <= momentum < 1.0:
-        raise ValueError(f"momentum must be in [0, 1), got {momentum}")
-
-
-def stability_threshold(lr: float, momentum: float = 0.0) -> float:
-    """Largest sharpness at which SGD with heavy-ball momentum is stable on a quadratic: ``2 (1 + beta) / eta``.
-
-    On ``f = 1/2 lambda x^2``, ``torch.optim.SGD(lr=eta, momentum=beta)`` (heavy ball,
-    ``nesterov=False``, ``dampening=0``) iterates ``x' = x - eta lambda x + beta (x - x_prev)``,
-    which converges iff ``0 < eta lambda < 2 (1 + beta)``. Sharpness above this threshold makes the
-    step diverge along the top eigenvector: the "edge of stability" of Cohen et al. (2021), whose
-    full-batch training hovers at ``lambda_max ~ 2 (1 + beta) / eta``. With a loss weight ``w``
-    the effective learning rate is ``eta w``: pass ``lr = eta * w`` (or use
-    :func:`exceeds_stability_threshold`).
-    """
-    if lr <= 0:
-        raise ValueError(f"lr must be positive, got {lr}")
-    _check_momentum(momentum)
-    return 2.0 * (1.0 + momentum) / lr
 
 
 def stability_ratio(
@@ -606,23 +437,17 @@ def stability_ratio(
 ) -> float:
     """``eta (w lambda_max + wd) / (2 (1 + beta))``: above 1 the step diverges on the quadratic model.
 
+    On ``f = 1/2 lambda x^2``, ``torch.optim.SGD(lr=eta, momentum=beta)`` (heavy ball,
+    ``nesterov=False``, ``dampening=0``) iterates ``x' = x - eta lambda x + beta (x - x_prev)``,
+    which converges iff ``0 < eta lambda < 2 (1 + beta)``. Sharpness above this threshold makes the
+    step diverge along the top eigenvector: the "edge of stability" of Cohen et al. (2021), whose
+    full-batch training hovers at ``lambda_max ~ 2 (1 + beta) / eta``.
+
     ``sharpness`` is ``lambda_max`` of the *unweighted* loss; the loss weight ``w`` multiplies the
     Hessian (equivalently the learning rate: the effective learning rate is ``eta w``) and coupled
     weight decay ``wd`` (``torch.optim.SGD(weight_decay=wd)``, not scaled by ``w``) adds ``wd`` to
-    every eigenvalue of the function descended. A continuous version of
-    :func:`exceeds_stability_threshold`, convenient to plot against training time.
+    every eigenvalue of the function descended.
     """
-    _check_momentum(momentum)
+    if not 0.0 <= momentum < 1.0:
+        raise ValueError(f"momentum must be in [0, 1), got {momentum}")
     return lr * (weight * sharpness + weight_decay) / (2.0 * (1.0 + momentum))
-
-
-def exceeds_stability_threshold(
-    sharpness: float, lr: float, weight: float = 1.0, momentum: float = 0.0, weight_decay: float = 0.0
-) -> bool:
-    """Whether ``eta * w * lambda_max`` (plus ``eta * wd``) exceeds ``2 (1 + beta)``.
-
-    True means SGD with heavy-ball momentum ``beta``, learning rate ``eta`` and loss weight ``w``
-    would diverge along the top eigenvector of a quadratic with this sharpness (see
-    :func:`stability_threshold`, :func:`stability_ratio`).
-    """
-    return stability_ratio(sharpness, lr, weight, momentum, weight_decay) > 1.0

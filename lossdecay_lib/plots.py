@@ -1,47 +1,113 @@
 """The book's figures: one style, one function per kind of figure. Chapters never style plots.
 
 Every function returns the matplotlib ``Figure`` and titles and labels it so that it stands on its own
-(the paper's own figures are missing from its text).
+(the paper's own figures are missing from its text). Each draws under the book's style,
+:data:`STYLE`, applied with ``plt.style.context`` for the duration of the call only: importing or
+using this module leaves the reader's global matplotlib settings as they were. For a figure of your
+own in the same style: ``with plt.style.context(plots.STYLE): ...``.
 """
 
 from __future__ import annotations
 
+import functools
 from typing import Dict, Mapping, Optional, Sequence
 
 import matplotlib
-
 import matplotlib.pyplot as plt
 import numpy as np
 
 from .schedules import Schedule, curve
 
-__all__ = ["use_style", "plot_schedules", "plot_identity_gaps", "plot_adam_multiplier", "plot_curves",
+__all__ = ["STYLE", "plot_schedules", "plot_identity_gaps", "plot_adam_multiplier", "plot_curves",
            "plot_metric_bands", "plot_layer_grad_norms", "plot_curvature_along_training", "plot_quadratic_check"]
 
 PALETTE = ["#0b5394", "#cc4125", "#38761d", "#e69138", "#674ea7", "#45818e", "#222222", "#c27ba0", "#7f6000", "#999999"]
 
 
-def use_style() -> None:
-    """The book's plot style (applied by every plotting function; call it for your own figures)."""
-    matplotlib.rcParams.update(
-        {
-            "figure.dpi": 110,
-            "savefig.dpi": 110,
-            "figure.figsize": (7.5, 4.0),
-            "axes.grid": True,
-            "grid.alpha": 0.3,
-            "axes.spines.top": False,
-            "axes.spines.right": False,
-            "axes.prop_cycle": matplotlib.cycler(color=PALETTE),
-            "axes.titlesize": 11,
-            "axes.labelsize": 10,
-            "legend.fontsize": 8.5,
-            "legend.frameon": False,
-            "font.size": 10,
-        }
-    )
+#: The book's plot style: the rcParams every plotting function draws under.
+STYLE = {
+    "figure.dpi": 110,
+    "savefig.dpi": 110,
+    "figure.figsize": (7.5, 4.0),
+    "axes.grid": True,
+    "grid.alpha": 0.3,
+    "axes.spines.top": False,
+    "axes.spines.right": False,
+    "axes.prop_cycle": matplotlib.cycler(color=PALETTE),
+    "axes.titlesize": 11,
+    "axes.labelsize": 10,
+    "legend.fontsize": 8.5,
+    "legend.frameon": False,
+    "font.size": 10,
+}
 
 
+def _styled(plot):
+    """``plot`` drawn under :data:`STYLE`, the global rcParams untouched."""
+
+    @functools.wraps(plot)
+    def styled(*args, **kwargs):
+        with plt.style.context(STYLE):
+            fig = plot(*args, **kwargs)
+            interactive = matplotlib.is_interactive()
+        # A backend loaded inside the context (IPython's inline backend, at a notebook's first
+        # figure) turns interactive mode on; leaving the context must not turn it off, or the
+        # notebook's later figures would not be shown.
+        matplotlib.interactive(interactive)
+        return fig
+
+    return styled
+
+
+def _grid(n: int, ncols: int, width: float, height: float, extra_height: float = 0.0, **share):
+    """A figure of ``n`` panels, ``ncols`` to a row, each ``width`` x ``height`` inches; ``axes`` is
+    always 2-d. ``share``: ``sharex``/``sharey``."""
+    nrows = int(np.ceil(n / ncols))
+    return plt.subplots(nrows, ncols, figsize=(width * ncols, height * nrows + extra_height),
+                        squeeze=False, **share)
+
+
+def _finish(fig, axes=None, used: Optional[int] = None, title: str = "", rect=None, **title_style):
+    """Hide the panels past the first ``used``, add the title, lay the figure out inside ``rect``
+    (room left for a figure legend); returns the figure."""
+    if axes is not None and used is not None:
+        for ax in list(axes.flat)[used:]:
+            ax.set_visible(False)
+    if title:
+        fig.suptitle(title, **title_style)
+    fig.tight_layout(rect=rect)
+    return fig
+
+
+def _legend_below(fig, ax, columns: int, space: float, per_row: float):
+    """``ax``'s legend entries as one figure legend below the panels, ``columns`` wide; returns the
+    ``rect`` for :func:`_finish` that keeps ``space`` of the height for it, plus ``per_row`` for
+    each further row."""
+    handles, labels = ax.get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=min(len(labels), columns), fontsize=8)
+    return (0, space + per_row * ((len(labels) - 1) // columns), 1, 1)
+
+
+def _image_grid(columns, cell, extra_height: float, title_size: float, frame: bool = True, **imshow):
+    """A figure of pictures, one column per ``(title, [n, H, W, 3] images)`` of ``columns``, one row
+    per image; ``cell``: (width, height) of a picture in inches; no ticks, no grid."""
+    fig, axes = _grid(len(columns[0][1]) * len(columns), len(columns), *cell, extra_height)
+    for col, (name, pictures) in enumerate(columns):
+        axes[0, col].set_title(name, fontsize=title_size)
+        for ax, picture in zip(axes[:, col], pictures):
+            ax.imshow(np.asarray(picture), **imshow)
+            ax.set(xticks=[], yticks=[])
+            ax.grid(False)
+            if not frame:
+                ax.spines[:].set_visible(False)
+    return fig
+
+
+def _colour(i: int) -> str:
+    return PALETTE[i % len(PALETTE)]
+
+
+@_styled
 def plot_schedules(
     panels: Mapping[str, Mapping[str, Schedule]],
     epochs: int = 100,
@@ -54,10 +120,7 @@ def plot_schedules(
 
     ``markers``: names of schedules drawn as dots at every step (random weights), not lines.
     """
-    use_style()
-    n = len(panels)
-    nrows = int(np.ceil(n / ncols))
-    fig, axes = plt.subplots(nrows, ncols, figsize=(5.2 * ncols, 3.4 * nrows), squeeze=False)
+    fig, axes = _grid(len(panels), ncols, 5.2, 3.4)
     for ax, (title, group) in zip(axes.flat, panels.items()):
         for name, sched in group.items():
             xs, ys = curve(sched, epochs, steps_per_epoch)
@@ -66,22 +129,17 @@ def plot_schedules(
             else:
                 ax.plot(xs, ys, lw=1.8, label=name)
         ax.axhline(0, color="black", lw=0.6)
-        ax.set_title(title)
-        ax.set_xlabel(f"epoch (of {epochs})")
-        ax.set_ylabel((ylabels or {}).get(title, "value"))
+        ax.set(title=title, xlabel=f"epoch (of {epochs})", ylabel=(ylabels or {}).get(title, "value"))
         if any(name in markers for name in group):  # dots fill the panel: a framed legend, big markers
             ax.legend(loc="center left", markerscale=8, frameon=True, framealpha=0.95)
         else:
             ax.legend(loc="best")
-    for ax in list(axes.flat)[n:]:
-        ax.set_visible(False)
-    fig.tight_layout()
-    return fig
+    return _finish(fig, axes, len(panels))
 
 
+@_styled
 def plot_identity_gaps(results, threshold: float):
     """Horizontal bars of the relative trajectory gap for each identity, on a log scale."""
-    use_style()
     names = [r.identity.setting for r in results]
     gaps = np.array([max(r.gap, 1e-18) for r in results])
     colors = [PALETTE[2] if r.identical else PALETTE[1] for r in results]
@@ -95,13 +153,12 @@ def plot_identity_gaps(results, threshold: float):
     ax.set_xlabel("largest gap between the two trajectories / distance travelled")
     ax.set_title("Loss decay against learning-rate decay: same trajectory (green) or not (red)")
     ax.grid(axis="y", visible=False)
-    fig.tight_layout()
-    return fig
+    return _finish(fig)
 
 
+@_styled
 def plot_adam_multiplier(mult, title: str = "What a decaying loss weight does to Adam's step"):
     """The loss weight, the step multiplier it produced under Adam, and the lag-model prediction."""
-    use_style()
     fig, ax = plt.subplots()
     steps = np.arange(1, len(mult.weights) + 1)
     w = np.asarray(mult.weights)
@@ -109,38 +166,22 @@ def plot_adam_multiplier(mult, title: str = "What a decaying loss weight does to
     ax.plot(steps, mult.measured, color=PALETTE[0], lw=2, label="measured: |Adam step with $w_t$| / |step without|")
     ax.plot(steps, mult.predicted, color=PALETTE[3], ls=":", lw=2,
             label=r"lag model: EMA$_{\beta_1}(w)$ / sqrt(EMA$_{\beta_2}(w^2)$)")
-    ax.set_xlabel("optimizer step")
-    ax.set_ylabel("step multiplier")
-    ax.set_title(title)
+    ax.set(xlabel="optimizer step", ylabel="step multiplier", title=title)
     ax.legend()
-    fig.tight_layout()
-    return fig
+    return _finish(fig)
 
 
+@_styled
 def plot_curves(x, series: Dict[str, Sequence[float]], xlabel: str, ylabel: str, title: str, logy: bool = False):
     """Several named curves against one x axis."""
-    use_style()
     fig, ax = plt.subplots()
     for name, ys in series.items():
         ax.plot(x, ys, lw=1.8, label=name)
     if logy:
         ax.set_yscale("log")
-    ax.set_xlabel(xlabel)
-    ax.set_ylabel(ylabel)
-    ax.set_title(title)
+    ax.set(xlabel=xlabel, ylabel=ylabel, title=title)
     ax.legend()
-    fig.tight_layout()
-    return fig
-
-
-def _finish(fig, axes, used: int, title: str = ""):
-    """Hide the panels past the first ``used``, add the title, lay the figure out; returns it."""
-    for ax in list(axes.flat)[used:]:
-        ax.set_visible(False)
-    if title:
-        fig.suptitle(title)
-    fig.tight_layout()
-    return fig
+    return _finish(fig)
 
 
 def draw_band(ax, records, metric: str, color: str, label: str, **line) -> bool:
@@ -157,6 +198,7 @@ def draw_band(ax, records, metric: str, color: str, label: str, **line) -> bool:
     return True
 
 
+@_styled
 def plot_metric_bands(panels, metric: str = "test_acc", ylabel: str = "test accuracy", title: str = "",
                       ncols: int = 2):
     """Mean over seeds (line) and +- one standard deviation (band) of a per-epoch metric.
@@ -167,11 +209,8 @@ def plot_metric_bands(panels, metric: str = "test_acc", ylabel: str = "test accu
     """
     from .runs import setting_name
 
-    use_style()
     n = len(panels)
-    ncols = min(ncols, n)
-    nrows = int(np.ceil(n / ncols))
-    fig, axes = plt.subplots(nrows, ncols, figsize=(5.4 * ncols, 3.6 * nrows), squeeze=False, sharey=True)
+    fig, axes = _grid(n, min(ncols, n), 5.4, 3.6, sharey=True)
     colors: Dict[str, str] = {}  # one colour per setting across all panels
     for groups in panels.values():
         for label in groups:
@@ -181,36 +220,30 @@ def plot_metric_bands(panels, metric: str = "test_acc", ylabel: str = "test accu
             name = setting_name(label, records)
             if not draw_band(ax, records, metric, colors[label], name):
                 ax.plot([], [], color=colors[label], label=name)  # in the legend all the same
-        ax.set_title(panel)
-        ax.set_xlabel("epoch")
-        ax.set_ylabel(ylabel)
+        ax.set(title=panel, xlabel="epoch", ylabel=ylabel)
         ax.legend(loc="best", fontsize=7.5)
     return _finish(fig, axes, n, title)
 
 
+@_styled
 def plot_layer_grad_norms(groups, epochs: Sequence[int], title: str = ""):
     """Per-layer gradient norm (mean over seeds and over the epoch's steps), input layer on the left.
 
     ``groups``: ``{label: [records]}``; one panel per epoch in ``epochs`` (0-based).
     """
-    use_style()
-    fig, axes = plt.subplots(1, len(epochs), figsize=(4.2 * len(epochs), 3.5), squeeze=False, sharey=True)
+    fig, axes = _grid(len(epochs), len(epochs), 4.2, 3.5, sharey=True)
     for ax, epoch in zip(axes.flat, epochs):
         for i, (label, records) in enumerate(groups.items()):
             runs = [r for r in records if r["status"] == "finished"]
             if not runs:
                 continue
             norms = np.mean([r["epochs"][epoch]["layer_grad_norms"] for r in runs], axis=0)
-            ax.plot(np.arange(1, len(norms) + 1), norms, color=PALETTE[i % len(PALETTE)], lw=1.6, label=label)
+            ax.plot(np.arange(1, len(norms) + 1), norms, color=_colour(i), lw=1.6, label=label)
         ax.set_yscale("log")
-        ax.set_title(f"epoch {epoch + 1}")
-        ax.set_xlabel("layer (1 = input side)")
+        ax.set(title=f"epoch {epoch + 1}", xlabel="layer (1 = input side)")
     axes.flat[0].set_ylabel("gradient norm of the layer's weight")
     axes.flat[0].legend()
-    if title:
-        fig.suptitle(title)
-    fig.tight_layout()
-    return fig
+    return _finish(fig, title=title)
 
 
 def _curvature_series(records, key, transform=None):
@@ -228,6 +261,7 @@ def _curvature_series(records, key, transform=None):
     return np.asarray(steps[:n]) / spe, np.mean([v[:n] for v in values], axis=0)
 
 
+@_styled
 def plot_curvature_along_training(groups, momentum: float, weight_decay: float = 0.0, title: str = ""):
     """The two terms of the paper's Eq. 2 and the stability ratio along training, one line per setting.
 
@@ -237,11 +271,10 @@ def plot_curvature_along_training(groups, momentum: float, weight_decay: float =
     """
     from .curvature import stability_ratio
 
-    use_style()
     fig, axes = plt.subplots(1, 3, figsize=(15, 3.8))
     ratio = lambda row: stability_ratio(row["sharpness"], row["lr"], row["weight"], momentum, weight_decay)  # noqa: E731
     for i, (label, records) in enumerate(groups.items()):
-        color = PALETTE[i % len(PALETTE)]
+        color = _colour(i)
         for ax, key, tf in ((axes[0], "gTg", None), (axes[1], "gTHg", None), (axes[2], "sharpness", ratio)):
             x, y = _curvature_series(records, key, tf)
             if len(x):
@@ -253,17 +286,13 @@ def plot_curvature_along_training(groups, momentum: float, weight_decay: float =
     axes[2].legend(loc="upper right", frameon=True, framealpha=0.9)
     for ax, t in zip(axes, ("gradient norm squared", "curvature along the gradient", "step against the stability threshold")):
         ax.set_yscale("symlog", linthresh=1.0) if ax is axes[1] else ax.set_yscale("log")
-        ax.set_xlabel("epoch")
-        ax.set_title(t)
-    if title:
-        fig.suptitle(title)
-    fig.tight_layout()
-    return fig
+        ax.set(xlabel="epoch", title=t)
+    return _finish(fig, title=title)
 
 
+@_styled
 def plot_quadratic_check(groups, title: str = "Does the quadratic model predict the loss change of the step taken?"):
     """Predicted (Eq. 2, for the step the optimizer took) against measured loss change, every measurement."""
-    use_style()
     fig, ax = plt.subplots(figsize=(5.6, 5.0))
     lim = 0.0
     for i, (label, records) in enumerate(groups.items()):
@@ -273,17 +302,14 @@ def plot_quadratic_check(groups, title: str = "Does the quadratic model predict 
         p = np.array([row["predicted_change"] for row in rows])
         a = np.array([row["actual_change"] for row in rows])
         lim = max(lim, np.abs(p).max(), np.abs(a).max())
-        ax.plot(p, a, ".", ms=4, alpha=0.6, color=PALETTE[i % len(PALETTE)], label=label)
+        ax.plot(p, a, ".", ms=4, alpha=0.6, color=_colour(i), label=label)
     if lim > 0:
         ax.plot([-lim, lim], [-lim, lim], color="black", lw=0.8, ls="--", label="prediction = measurement")
         ax.set_xscale("symlog", linthresh=lim * 1e-3, linscale=2.0)
         ax.set_yscale("symlog", linthresh=lim * 1e-3, linscale=2.0)
-    ax.set_xlabel("predicted change of the evaluation loss")
-    ax.set_ylabel("measured change")
-    ax.set_title(title)
+    ax.set(xlabel="predicted change of the evaluation loss", ylabel="measured change", title=title)
     ax.legend(fontsize=7.5)
-    fig.tight_layout()
-    return fig
+    return _finish(fig)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -300,6 +326,7 @@ SEGMENTATION_CURVES = (
 )
 
 
+@_styled
 def plot_segmentation_curves(groups, title: str = "", metrics=SEGMENTATION_CURVES):
     """One panel per per-epoch metric of segmentation records: mean over seeds and +- one std band.
 
@@ -309,28 +336,18 @@ def plot_segmentation_curves(groups, title: str = "", metrics=SEGMENTATION_CURVE
     """
     from .runs import setting_name
 
-    use_style()
-    n = len(metrics)
-    ncols = 2
-    nrows = int(np.ceil(n / ncols))
-    fig, axes = plt.subplots(nrows, ncols, figsize=(5.4 * ncols, 3.3 * nrows), squeeze=False)
+    fig, axes = _grid(len(metrics), 2, 5.4, 3.3)
     for ax, (metric, ylabel) in zip(axes.flat, metrics):
         for i, (label, records) in enumerate(groups.items()):
-            draw_band(ax, records, metric, PALETTE[i % len(PALETTE)], setting_name(label, records), marker="o", ms=3)
+            draw_band(ax, records, metric, _colour(i), setting_name(label, records), marker="o", ms=3)
         if metric == "val_loss" and ax.lines:
             ax.set_yscale("log")  # batch-norm statistics of the first epochs make it span decades
-        ax.set_xlabel("epoch")
-        ax.set_ylabel(ylabel)
-    for ax in list(axes.flat)[n:]:
-        ax.set_visible(False)
-    handles, labels = axes.flat[0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="lower center", ncol=min(len(labels), 2), fontsize=8)
-    if title:
-        fig.suptitle(title)
-    fig.tight_layout(rect=(0, 0.06 + 0.03 * ((len(labels) - 1) // 2), 1, 1))
-    return fig
+        ax.set(xlabel="epoch", ylabel=ylabel)
+    rect = _legend_below(fig, axes.flat[0], columns=2, space=0.06, per_row=0.03)
+    return _finish(fig, axes, len(metrics), title, rect=rect)
 
 
+@_styled
 def plot_segmentation_grid(images, truth, predictions, info, title: str = ""):
     """The paper's Fig. 6: one row per val image; input, one column per setting's prediction, ground truth.
 
@@ -341,42 +358,27 @@ def plot_segmentation_grid(images, truth, predictions, info, title: str = ""):
     """
     from matplotlib.patches import Patch
 
-    use_style()
-    columns = [("input", None)] + list(predictions.items()) + [("ground truth", truth)]
-    n = len(images)
+    columns = [("input", images)] + [(name, [info.colourise(m) for m in maps]) for name, maps in
+                                     [*predictions.items(), ("ground truth", truth)]]
     h, w = images.shape[1:3]
-    side = 2.6
-    fig, axes = plt.subplots(n, len(columns), figsize=(side * len(columns), side * h / w * n + 0.9), squeeze=False)
-    for row in range(n):
-        for col, (name, maps) in enumerate(columns):
-            ax = axes[row, col]
-            picture = images[row] if maps is None else info.colourise(maps[row])
-            ax.imshow(np.asarray(picture), interpolation="nearest")
-            ax.set_xticks([])
-            ax.set_yticks([])
-            ax.grid(False)
-            if row == 0:
-                ax.set_title(name, fontsize=9)
+    fig = _image_grid(columns, (2.6, 2.6 * h / w), 0.9, title_size=9, interpolation="nearest")
     patches = [Patch(color=np.array(c) / 255, label=name) for name, c in zip(info.class_names, info.palette)]
     patches.append(Patch(color=np.array(info.ignore_colour) / 255, label="unlabelled (ignored)"))
     fig.legend(handles=patches, loc="lower center", ncol=min(len(patches), 6), fontsize=7)
-    if title:
-        fig.suptitle(title)
-    fig.tight_layout(rect=(0, 0.12, 1, 1))
-    return fig
+    return _finish(fig, title=title, rect=(0, 0.12, 1, 1))
 
 
 VERDICT_COLOURS = {"supported": PALETTE[2], "contradicted": PALETTE[1], "inconclusive": PALETTE[9],
                    "untestable at this scale": PALETTE[7]}
 
 
+@_styled
 def plot_claim_differences(claims, title: str = "The paper's claims tested by comparing two settings"):
     """Each stored comparison claim (:mod:`lossdecay_lib.verdict`): treatment minus baseline (or the
     claim's contrast) with its 95% confidence interval, coloured by its verdict. Claims without a
     comparison are not drawn."""
     from matplotlib.lines import Line2D
 
-    use_style()
     rows = [c for c in claims if c.get("comparison")]
     fig, ax = plt.subplots(figsize=(8.5, 1.4 + 0.42 * max(1, len(rows))))
     if not rows:
@@ -398,14 +400,13 @@ def plot_claim_differences(claims, title: str = "The paper's claims tested by co
                for verdict, colour in VERDICT_COLOURS.items()]
     ax.legend(handles=handles, loc="best")
     ax.set_title(title)
-    fig.tight_layout()
-    return fig
+    return _finish(fig)
 
 
+@_styled
 def plot_chapter_times(timings, chapters: Sequence[str], title: str = "Measured execution time per chapter"):
     """Horizontal bars: ``timings`` is ``{profile: {chapter: seconds}}``; chapters without a time are left
     empty (and said so in the legend's count)."""
-    use_style()
     profiles = [p for p in timings if timings[p]]
     fig, ax = plt.subplots(figsize=(8.0, 1.2 + 0.38 * len(chapters) * max(1, len(profiles)) ** 0.5))
     height = 0.8 / max(1, len(profiles))
@@ -413,7 +414,7 @@ def plot_chapter_times(timings, chapters: Sequence[str], title: str = "Measured 
         ys = [i + (k - (len(profiles) - 1) / 2) * height for i in range(len(chapters))]
         secs = [timings[profile].get(ch, np.nan) for ch in chapters]
         have = sum(np.isfinite(s) for s in secs)
-        ax.barh(ys, secs, height=height, color=PALETTE[k % len(PALETTE)],
+        ax.barh(ys, secs, height=height, color=_colour(k),
                 label=f"{profile} ({have} of {len(chapters)} chapters measured)")
     ax.set_yticks(range(len(chapters)), [ch.replace("_", " ") for ch in chapters], fontsize=8.5)
     ax.set_ylim(len(chapters) - 0.5, -0.5)
@@ -421,8 +422,7 @@ def plot_chapter_times(timings, chapters: Sequence[str], title: str = "Measured 
     ax.set_xlabel("seconds (log scale)")
     ax.legend(loc="best")
     ax.set_title(title)
-    fig.tight_layout()
-    return fig
+    return _finish(fig)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -442,12 +442,14 @@ PIX2PIX_CURVES = (
 )
 
 
+@_styled
 def plot_pix2pix_curves(groups, title: str = "", metrics=PIX2PIX_CURVES):
     """Per-epoch losses and test metrics of pix2pix records, mean over seeds and +- one std band, one
     panel per metric (the layout of :func:`plot_segmentation_curves`, with pix2pix's quantities)."""
     return plot_segmentation_curves(groups, title=title, metrics=metrics)
 
 
+@_styled
 def plot_pix2pix_grid(inputs, outputs: Mapping[str, object], targets, title: str = ""):
     """The paper's Fig. 5 layout: one row per test image; the input, each setting's output, the ground truth.
 
@@ -456,28 +458,13 @@ def plot_pix2pix_grid(inputs, outputs: Mapping[str, object], targets, title: str
     """
     import textwrap
 
-    use_style()
-    columns = [("input", inputs), *outputs.items(), ("ground truth", targets)]
-    n = len(np.asarray(inputs))
-    fig, axes = plt.subplots(n, len(columns), figsize=(1.9 * len(columns), 1.9 * n + 0.5), squeeze=False)
-    for j, (name, images) in enumerate(columns):
-        images = np.asarray(images)
-        for i in range(n):
-            ax = axes[i, j]
-            ax.imshow(np.transpose(images[i], (1, 2, 0)))
-            ax.set_xticks([])
-            ax.set_yticks([])
-            ax.grid(False)
-            for side in ax.spines.values():
-                side.set_visible(False)
-            if i == 0:
-                ax.set_title(textwrap.fill(name, 24), fontsize=8)
-    if title:
-        fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    return fig
+    columns = [(textwrap.fill(name, 24), np.transpose(np.asarray(images), (0, 2, 3, 1)))
+               for name, images in [("input", inputs), *outputs.items(), ("ground truth", targets)]]
+    fig = _image_grid(columns, (1.9, 1.9), 0.5, title_size=8, frame=False)
+    return _finish(fig, title=title, fontsize=10)
 
 
+@_styled
 def plot_step_multipliers(groups, base_lr: float, title: str = ""):
     """Per setting, the generator's Adam step relative to plain Adam's at the base learning rate.
 
@@ -489,11 +476,7 @@ def plot_step_multipliers(groups, base_lr: float, title: str = ""):
     from .runs import metric_curves, setting_name
     from .statistics import mean_std
 
-    use_style()
-    n = len(groups)
-    ncols = 2
-    nrows = int(np.ceil(n / ncols))
-    fig, axes = plt.subplots(nrows, ncols, figsize=(5.4 * ncols, 3.2 * nrows), squeeze=False, sharey=True)
+    fig, axes = _grid(len(groups), 2, 5.4, 3.2, sharey=True)
     for ax, (label, records) in zip(axes.flat, groups.items()):
         done = [r for r in records if r["status"] == "finished"]
         if draw_band(ax, done, "step_multiplier", PALETTE[0], "measured", lw=2, marker="o", ms=3):
@@ -504,12 +487,12 @@ def plot_step_multipliers(groups, base_lr: float, title: str = ""):
             ax.plot(xs, nominal, color=PALETTE[-1], ls="--", lw=1.5, label="weight x lr factor")
         ax.axhline(0, color="black", lw=0.6)
         ax.set_title(setting_name(label, records), fontsize=9)
-        ax.set_xlabel("epoch")
-        ax.set_ylabel("step multiplier")
+        ax.set(xlabel="epoch", ylabel="step multiplier")
         ax.legend(loc="best", fontsize=7.5)
-    return _finish(fig, axes, n, title)
+    return _finish(fig, axes, len(groups), title)
 
 
+@_styled
 def plot_final_image_metrics(groups, metrics=(("final_test_l1", "test L1 (lower is better)"),
                                               ("final_test_psnr", "test PSNR, dB (higher is better)"),
                                               ("final_test_ssim", "test SSIM (higher is better)")), title: str = ""):
@@ -517,7 +500,6 @@ def plot_final_image_metrics(groups, metrics=(("final_test_l1", "test L1 (lower 
     from .runs import setting_name
     from .statistics import mean_std
 
-    use_style()
     labels = list(groups)
     fig, axes = plt.subplots(1, len(metrics), figsize=(3.3 * len(metrics) + 2.6, 0.45 * len(labels) + 1.5),
                              squeeze=False, sharey=True)
@@ -525,7 +507,7 @@ def plot_final_image_metrics(groups, metrics=(("final_test_l1", "test L1 (lower 
     for ax, (metric, xlabel) in zip(axes.flat, metrics):
         for y, (i, label) in zip(ys, enumerate(labels)):
             values = [r[metric] for r in groups[label] if r["status"] == "finished"]
-            color = PALETTE[i % len(PALETTE)]
+            color = _colour(i)
             m, s = mean_std(values)
             ax.errorbar([m], [y], xerr=[s], fmt="s", color=color, ms=7, capsize=4)
             ax.plot(values, [y - 0.18] * len(values), "o", color=color, ms=3.5, alpha=0.6)
@@ -534,10 +516,7 @@ def plot_final_image_metrics(groups, metrics=(("final_test_l1", "test L1 (lower 
         ax.grid(axis="y", visible=False)
     axes.flat[0].set_yticks(ys, [setting_name(lb, groups[lb]) for lb in labels], fontsize=8)
     axes.flat[0].set_ylim(-0.6, len(labels) - 0.4)
-    if title:
-        fig.suptitle(title)
-    fig.tight_layout()
-    return fig
+    return _finish(fig, title=title)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -567,6 +546,7 @@ def _log_ticks(ax) -> None:
     ax.yaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{10 ** v:.2g}"))
 
 
+@_styled
 def plot_layer_curves(groups, key: str, layers: Sequence[int], ylabel: str, title: str = "",
                       logy: bool = False, ncols: int = 4):
     """A per-layer quantity of the records (``key``: e.g. ``layer_weight_norms`` or
@@ -580,19 +560,16 @@ def plot_layer_curves(groups, key: str, layers: Sequence[int], ylabel: str, titl
     """
     from .runs import setting_name
 
-    use_style()
     first = next((r for recs in groups.values() for r in recs if r.get("layers")), None)
     names = first["layers"] if first else []
-    ncols = min(ncols, len(layers))
-    nrows = int(np.ceil(len(layers) / ncols))
-    fig, axes = plt.subplots(nrows, ncols, figsize=(3.9 * ncols, 3.3 * nrows + 0.6), squeeze=False, sharex=True)
+    fig, axes = _grid(len(layers), min(ncols, len(layers)), 3.9, 3.3, extra_height=0.6, sharex=True)
     for ax, layer in zip(axes.flat, layers):
         views = {label: _epoch_view(records, lambda r, e: e[key][layer]) for label, records in groups.items()}
         values = np.array([e["value"] for v in views.values() for r in v for e in r["epochs"]])
         log = logy and len(values) and values.min() > 0 and values.max() > 10 * values.min()
         for i, (label, view) in enumerate(views.items()):
             drawn = _epoch_view(view, lambda r, e: np.log10(e["value"])) if log else view
-            draw_band(ax, drawn, "value", PALETTE[i % len(PALETTE)], setting_name(label, view), lw=1.6)
+            draw_band(ax, drawn, "value", _colour(i), setting_name(label, view), lw=1.6)
         if log:
             _log_ticks(ax)
         index = layer % len(names) if names else layer
@@ -600,17 +577,11 @@ def plot_layer_curves(groups, key: str, layers: Sequence[int], ylabel: str, titl
         ax.set_xlabel("epoch")
     for row in axes:
         row[0].set_ylabel(ylabel)
-    handles, labels = axes.flat[0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="lower center", ncol=min(len(labels), 3), fontsize=8)
-    bottom = 0.08 + 0.04 * ((len(labels) - 1) // 3)
-    for ax in list(axes.flat)[len(layers):]:
-        ax.set_visible(False)
-    if title:
-        fig.suptitle(title)
-    fig.tight_layout(rect=(0, bottom, 1, 1))
-    return fig
+    rect = _legend_below(fig, axes.flat[0], columns=3, space=0.08, per_row=0.04)
+    return _finish(fig, axes, len(layers), title, rect=rect)
 
 
+@_styled
 def plot_step_scales(groups, title: str = "What the optimizer is asked to do, per setting"):
     """Two panels per setting's records: the learning rate times the weight in force (the step scale of
     the gradient), and the coupled weight decay's shrink per step, ``lr x weight-decay factor`` (see
@@ -619,16 +590,14 @@ def plot_step_scales(groups, title: str = "What the optimizer is asked to do, pe
     from .runs import setting_name
     from .weighting import decay_per_step
 
-    use_style()
-    fig, axes = plt.subplots(1, 2, figsize=(11, 3.9), squeeze=False)
+    fig, axes = _grid(2, 2, 5.5, 3.9)
     panels = (("learning rate x weight", lambda r, e: e["lr_mean"] * e["weight_mean"]),
               ("weight decay's shrink per step", lambda r, e: decay_per_step(r["config"], e["lr_mean"], e["weight_mean"])))
     for ax, (ylabel, value) in zip(axes.flat, panels):
         for i, (label, records) in enumerate(groups.items()):
             view = _epoch_view(records, value)
-            draw_band(ax, view, "value", PALETTE[i % len(PALETTE)], setting_name(label, view), lw=1.8,
+            draw_band(ax, view, "value", _colour(i), setting_name(label, view), lw=1.8,
                       ls=("-", "--", ":", "-.")[i % 4])
-        ax.set_xlabel("epoch")
-        ax.set_ylabel(ylabel)
+        ax.set(xlabel="epoch", ylabel=ylabel)
     axes.flat[1].legend(loc="best", fontsize=7.5)
     return _finish(fig, axes, 2, title)

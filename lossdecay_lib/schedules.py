@@ -1,26 +1,31 @@
 """Weight and learning-rate schedules as small, picklable objects of training progress.
 
-A schedule says one number for a point in training; where that number goes (the loss, the gradients or
-the learning rate) is not its business: see :mod:`lossdecay_lib.weighting`. Every schedule is a
-function of a :class:`Progress` (the optimizer step, how many steps make an epoch, how many epochs the
-run has), so the same object works for a 5-epoch smoke run and a 200-epoch paper run.
+A schedule says a value for a step; where that value goes (the loss, the gradients or the learning
+rate) is not its business: see :mod:`lossdecay_lib.weighting`. Every schedule is a function of a
+:class:`Progress` (the optimizer step, how many steps make an epoch, how many epochs the run has), so
+the same object works for a 5-epoch smoke run and a 200-epoch paper run.
+
+Each schedule has one name, a class named like the function it is called as (``linear_decay(3.0)``);
+its ``repr`` spells that name in CamelCase (``LinearDecay(start=3.0, end=0.0)``) and is part of
+every run record's key, so it must never change.
 
 Schedules of the paper (Wei 2019, "Forget the Learning Rate, Decay Loss") and of its code:
 
-- :func:`linear_decay` -- Fig. 2a, the loss weight falling linearly from 2 to 0 over training;
+- :class:`linear_decay` -- Fig. 2a, the loss weight falling linearly from 2 to 0 over training;
   with ``start=3.0`` the "linear decrease schedule with a maximum value of 3" of Fig. 3a.
-- :func:`long_tail` -- the "long tail relaxation schedule" of Fig. 3a (figure missing from the text:
+- :class:`long_tail` -- the "long tail relaxation schedule" of Fig. 3a (figure missing from the text:
   our reconstruction, an exponential relaxation whose last epochs keep small but non-zero weights).
-- :func:`authors_code_weight` -- what all three of the authors' scripts actually use: 1 before epoch 70,
-  then ``2/3 - epoch/150``. It drops 5x at epoch 70 and goes negative after epoch 100. We take it as
-  the best available reading of the "new weighting strategy" of Fig. 4a, whose figure is missing.
-- :func:`constant`; :func:`random_uniform` (Wei 2018, "random gradient": a weight drawn from U(0, 1)
-  at every step); :func:`random_half` (the authors' segmentation code: the weight applied to a random
-  half of the batches only, weight 1 on the others).
+- :class:`authors_code_weight` -- what all three of the authors' scripts actually use: 1 before
+  epoch 70, then ``2/3 - epoch/150``. It drops 5x at epoch 70 and goes negative after epoch 100. We
+  take it as the best available reading of the "new weighting strategy" of Fig. 4a, whose figure is
+  missing.
+- :class:`constant`; :class:`random_uniform` (Wei 2018, "random gradient": a weight drawn from
+  U(0, 1) at every step); :class:`random_half` (the authors' segmentation code: the weight applied to
+  a random half of the batches only, weight 1 on the others).
 
 Learning-rate schedules they are compared with, as multipliers of a base learning rate:
-:func:`piecewise_constant` (x0.1 steps), :func:`poly` (power 0.9, the paper's Section III.B),
-:func:`cosine`, :func:`linear_to_zero`, :func:`one_cycle`, :func:`constant_then_linear` (pix2pix's
+:class:`piecewise_constant` (x0.1 steps), :class:`poly` (power 0.9, the paper's Section III.B),
+:class:`cosine`, :func:`linear_to_zero`, :class:`one_cycle`, :class:`constant_then_linear` (pix2pix's
 own: constant, then linear to zero over the second half).
 
 Composition: ``2 * cosine()``, ``linear_decay() * poly()``, ``per_epoch(poly())``.
@@ -31,32 +36,12 @@ from __future__ import annotations
 import math
 import random
 from dataclasses import dataclass
-from typing import Callable, Dict, Sequence, Tuple
+from typing import Dict, Sequence, Tuple
 
-__all__ = [
-    "Progress",
-    "Schedule",
-    "linear_decay",
-    "long_tail",
-    "authors_code_weight",
-    "constant",
-    "random_uniform",
-    "random_half",
-    "piecewise_constant",
-    "poly",
-    "cosine",
-    "linear_to_zero",
-    "one_cycle",
-    "constant_then_linear",
-    "per_epoch",
-    "stretched",
-    "curvature_adaptive",
-    "CurvatureAdaptive",
-    "schedule_by_name",
-    "SCHEDULES",
-    "curve",
-    "check_schedule",
-]
+__all__ = ["Progress", "Schedule", "linear_decay", "long_tail", "authors_code_weight", "constant",
+           "random_uniform", "random_half", "piecewise_constant", "poly", "cosine", "linear_to_zero",
+           "one_cycle", "constant_then_linear", "per_epoch", "stretched", "curvature_adaptive",
+           "CurvatureAdaptive", "curve", "check_schedule"]
 
 
 @dataclass(frozen=True)
@@ -85,16 +70,13 @@ class Progress:
         """Fraction of the run completed, in [0, 1)."""
         return self.epoch / self.epochs
 
-    @property
-    def total_steps(self) -> int:
-        return int(round(self.steps_per_epoch * self.epochs))
-
 
 class Schedule:
     """A number as a function of training progress. Subclasses implement :meth:`value`.
 
     Calling a schedule with a :class:`Progress` gives its value; ``at(epoch, epochs)`` is the
     convenience form for per-epoch questions. Schedules multiply and scale: ``2 * s``, ``s * t``.
+    The ``repr`` (the record key's part) is the class name in CamelCase and the public attributes.
     """
 
     def value(self, progress: Progress) -> float:  # pragma: no cover - abstract
@@ -117,8 +99,9 @@ class Schedule:
     __rmul__ = __mul__
 
     def __repr__(self) -> str:
+        name = "".join(word[:1].upper() + word[1:] for word in type(self).__name__.split("_"))
         fields = ", ".join(f"{k}={v!r}" for k, v in vars(self).items() if not k.startswith("_"))
-        return f"{type(self).__name__}({fields})"
+        return f"{name}({fields})"
 
     def __eq__(self, other) -> bool:
         return type(self) is type(other) and vars(self) == vars(other)
@@ -154,29 +137,29 @@ class _Scaled(Schedule):
 # --------------------------------------------------------------------------------------------------
 
 
-class LinearDecay(Schedule):
-    """Linear from ``start`` at the first step to ``end`` at the end of the run (paper Fig. 2a)."""
-
-    def __init__(self, start: float = 2.0, end: float = 0.0):
-        self.start, self.end = float(start), float(end)
-
-    def value(self, progress):
-        t = progress.fraction
-        return self.start + (self.end - self.start) * t
-
-
-def linear_decay(start: float = 2.0, end: float = 0.0) -> Schedule:
-    """The paper's loss weight: linear from ``start`` to ``end`` over training.
+class linear_decay(Schedule):
+    """The paper's loss weight: linear from ``start`` at the first step to ``end`` at the run's end.
 
     Fig. 2a ("linear decrease schedule designed for the loss"): 2 -> 0. Fig. 3a's "linear decrease
     schedule with a maximum value of 3": ``linear_decay(start=3.0)``. Evaluated at every step; the
     last step of a run of S steps has weight ``start * (1/S)`` for ``end=0``.
     """
-    return LinearDecay(start, end)
+
+    def __init__(self, start: float = 2.0, end: float = 0.0):
+        self.start, self.end = float(start), float(end)
+
+    def value(self, progress):
+        return self.start + (self.end - self.start) * progress.fraction
 
 
-class LongTail(Schedule):
-    """Exponential relaxation from ``start`` to ``end``: ``start * (end/start) ** fraction``."""
+class long_tail(Schedule):
+    """The "long tail relaxation schedule" of the paper's Fig. 3a -- our reconstruction.
+
+    The figure is missing from the paper's text, which only says the schedule was designed so that the
+    weights of the last 10 epochs differ from the linear schedule's (0.2 -> 0). We read "relaxation" as
+    an exponential relaxation, ``start * (end/start) ** fraction``: the weight falls fast early and
+    then lingers in a long tail of small, never-zero values (``end`` at the end of the run).
+    """
 
     def __init__(self, start: float = 2.0, end: float = 0.1):
         if start <= 0 or end <= 0:
@@ -187,31 +170,7 @@ class LongTail(Schedule):
         return self.start * (self.end / self.start) ** progress.fraction
 
 
-def long_tail(start: float = 2.0, end: float = 0.1) -> Schedule:
-    """The "long tail relaxation schedule" of the paper's Fig. 3a -- our reconstruction.
-
-    The figure is missing from the paper's text, which only says the schedule was designed so that the
-    weights of the last 10 epochs differ from the linear schedule's (0.2 -> 0). We read "relaxation" as
-    an exponential relaxation: the weight falls fast early and then lingers in a long tail of small,
-    never-zero values (``end`` at the end of the run).
-    """
-    return LongTail(start, end)
-
-
-class AuthorsCodeWeight(Schedule):
-    """``1`` before ``switch_epoch``, then ``offset - epoch / slope_epochs``, per whole epoch."""
-
-    def __init__(self, switch_epoch: int = 70, offset: float = 2.0 / 3.0, slope_epochs: float = 150.0):
-        self.switch_epoch, self.offset, self.slope_epochs = int(switch_epoch), float(offset), float(slope_epochs)
-
-    def value(self, progress):
-        epoch = math.floor(progress.epoch + 1e-9)
-        if epoch < self.switch_epoch:
-            return 1.0
-        return self.offset - epoch / self.slope_epochs
-
-
-def authors_code_weight() -> Schedule:
+class authors_code_weight(Schedule):
     """The weight the authors' public code really applies (all three of its scripts).
 
     ``w(epoch) = 1`` for ``epoch < 70``, else ``2/3 - epoch/150``, in absolute whole epochs:
@@ -221,10 +180,19 @@ def authors_code_weight() -> Schedule:
     strategy", whose figure is missing. Reproduced faithfully; a negative value is refused by
     :mod:`lossdecay_lib.weighting` unless explicitly allowed.
     """
-    return AuthorsCodeWeight()
+
+    def __init__(self, switch_epoch: int = 70, offset: float = 2.0 / 3.0, slope_epochs: float = 150.0):
+        self.switch_epoch, self.offset = int(switch_epoch), float(offset)
+        self.slope_epochs = float(slope_epochs)
+
+    def value(self, progress):
+        epoch = math.floor(progress.epoch + 1e-9)
+        return 1.0 if epoch < self.switch_epoch else self.offset - epoch / self.slope_epochs
 
 
-class Constant(Schedule):
+class constant(Schedule):
+    """A constant weight (the baseline of the paper's Fig. 1: "normal training")."""
+
     def __init__(self, value: float = 1.0):
         self.constant = float(value)
 
@@ -232,17 +200,18 @@ class Constant(Schedule):
         return self.constant
 
 
-def constant(value: float = 1.0) -> Schedule:
-    """A constant weight (the baseline of the paper's Fig. 1: "normal training")."""
-    return Constant(value)
-
-
 def _uniform(seed: int, step: int) -> float:
     # A pure function of (seed, step): resumable from a checkpoint and identical across platforms.
     return random.Random(f"lossdecay:{seed}:{step}").random()
 
 
-class RandomUniform(Schedule):
+class random_uniform(Schedule):
+    """A weight drawn afresh from U(low, high) at every step: Wei (2018), "random gradient".
+
+    The paper cites it (ref. [13]) as its inspiration and promises a comparison. The draw is a pure
+    function of ``(seed, step)``, so a resumed run draws the same weights.
+    """
+
     def __init__(self, low: float = 0.0, high: float = 1.0, seed: int = 0):
         if high < low:
             raise ValueError(f"random_uniform needs low <= high, got low={low}, high={high}")
@@ -252,16 +221,12 @@ class RandomUniform(Schedule):
         return self.low + (self.high - self.low) * _uniform(self.seed, progress.step)
 
 
-def random_uniform(low: float = 0.0, high: float = 1.0, seed: int = 0) -> Schedule:
-    """A weight drawn afresh from U(low, high) at every step: Wei (2018), "random gradient".
+class random_half(Schedule):
+    """The authors' segmentation code: ``inner`` on a random half of the batches, weight 1 on the rest.
 
-    The paper cites it (ref. [13]) as its inspiration and promises a comparison. The draw is a pure
-    function of ``(seed, step)``, so a resumed run draws the same weights.
+    Each step, with ``probability`` (0.5 in their code) the weight is ``inner``'s value, else 1.
     """
-    return RandomUniform(low, high, seed)
 
-
-class RandomHalf(Schedule):
     def __init__(self, inner: Schedule, seed: int = 0, probability: float = 0.5):
         if not 0.0 <= probability <= 1.0:
             raise ValueError(f"probability must be in [0, 1], got {probability}")
@@ -274,24 +239,23 @@ class RandomHalf(Schedule):
         return 1.0
 
 
-def random_half(inner: Schedule, seed: int = 0, probability: float = 0.5) -> Schedule:
-    """The authors' segmentation code: ``inner`` on a random half of the batches, weight 1 on the rest.
-
-    Each step, with ``probability`` (0.5 in their code) the weight is ``inner``'s value, else 1.
-    """
-    return RandomHalf(inner, seed, probability)
-
-
 # --------------------------------------------------------------------------------------------------
 # Learning-rate schedules (multipliers of a base learning rate)
 # --------------------------------------------------------------------------------------------------
 
 
-class PiecewiseConstant(Schedule):
+class piecewise_constant(Schedule):
+    """Step decay: multiply by ``factor`` at each milestone (fractions of the run).
+
+    The paper's "piecewise constant learning rate schedule" (Fig. 4b), which it does not specify; the
+    default is the common CIFAR choice, x0.1 at 50% and 75% of training.
+    """
+
     def __init__(self, milestones: Sequence[float] = (0.5, 0.75), factor: float = 0.1):
         ms = tuple(float(m) for m in milestones)
         if any(not 0.0 < m < 1.0 for m in ms) or list(ms) != sorted(ms):
-            raise ValueError(f"milestones must be increasing fractions of the run in (0, 1), got {milestones}")
+            raise ValueError(
+                f"milestones must be increasing fractions of the run in (0, 1), got {milestones}")
         self.milestones, self.factor = ms, float(factor)
 
     def value(self, progress):
@@ -299,16 +263,9 @@ class PiecewiseConstant(Schedule):
         return self.factor**passed
 
 
-def piecewise_constant(milestones: Sequence[float] = (0.5, 0.75), factor: float = 0.1) -> Schedule:
-    """Step decay: multiply by ``factor`` at each milestone (fractions of the run).
+class poly(Schedule):
+    """"poly": ``(1 - iter/max_iter) ** power`` (paper Section III.B, power 0.9; Fig. 2b's "poly")."""
 
-    The paper's "piecewise constant learning rate schedule" (Fig. 4b), which it does not specify; the
-    default is the common CIFAR choice, x0.1 at 50% and 75% of training.
-    """
-    return PiecewiseConstant(milestones, factor)
-
-
-class Poly(Schedule):
     def __init__(self, power: float = 0.9):
         self.power = float(power)
 
@@ -316,12 +273,10 @@ class Poly(Schedule):
         return max(0.0, 1.0 - progress.fraction) ** self.power
 
 
-def poly(power: float = 0.9) -> Schedule:
-    """"poly": ``(1 - iter/max_iter) ** power`` (paper Section III.B, power 0.9; Fig. 2b's "poly")."""
-    return Poly(power)
+class cosine(Schedule):
+    """Cosine annealing from 1 to ``final`` over the run (Loshchilov and Hutter 2017): a modern
+    baseline."""
 
-
-class Cosine(Schedule):
     def __init__(self, final: float = 0.0):
         self.final = float(final)
 
@@ -329,19 +284,19 @@ class Cosine(Schedule):
         return self.final + (1.0 - self.final) * 0.5 * (1.0 + math.cos(math.pi * progress.fraction))
 
 
-def cosine(final: float = 0.0) -> Schedule:
-    """Cosine annealing from 1 to ``final`` over the run (Loshchilov and Hutter 2017): a modern baseline."""
-    return Cosine(final)
-
-
 def linear_to_zero() -> Schedule:
     """Linear decay of the learning rate from 1 to 0 over the run: a modern baseline
-    (the same shape as the paper's loss weight, but starting at 1)."""
-    return LinearDecay(1.0, 0.0)
+    (:class:`linear_decay` from 1, the paper's loss-weight shape)."""
+    return linear_decay(1.0, 0.0)
 
 
-class OneCycle(Schedule):
-    def __init__(self, peak_fraction: float = 0.3, div_factor: float = 25.0, final_div_factor: float = 1e4):
+class one_cycle(Schedule):
+    """One-cycle (Smith and Topin 2017, the paper's ref. [3]) as torch's ``OneCycleLR`` shapes it:
+    cosine up from ``1/div_factor`` to 1 over ``peak_fraction`` of the run, then cosine down to
+    ``1/(div_factor*final_div_factor)``. Values are relative to the peak learning rate."""
+
+    def __init__(self, peak_fraction: float = 0.3, div_factor: float = 25.0,
+                 final_div_factor: float = 1e4):
         if not 0.0 < peak_fraction < 1.0:
             raise ValueError(f"peak_fraction must be in (0, 1), got {peak_fraction}")
         self.peak_fraction = float(peak_fraction)
@@ -358,14 +313,13 @@ class OneCycle(Schedule):
         return b + (a - b) * 0.5 * (1.0 + math.cos(math.pi * min(u, 1.0)))
 
 
-def one_cycle(peak_fraction: float = 0.3, div_factor: float = 25.0, final_div_factor: float = 1e4) -> Schedule:
-    """One-cycle (Smith and Topin 2017, the paper's ref. [3]) as torch's ``OneCycleLR`` shapes it:
-    cosine up from ``1/div_factor`` to 1 over ``peak_fraction`` of the run, then cosine down to
-    ``1/(div_factor*final_div_factor)``. Values are relative to the peak learning rate."""
-    return OneCycle(peak_fraction, div_factor, final_div_factor)
+class constant_then_linear(Schedule):
+    """1 until ``start_fraction`` of the run, then linear to 0 at its end: pix2pix's own learning rate.
 
+    pix2pix (Isola et al. 2017; ``--lr_policy linear``, ``--n_epochs 100 --n_epochs_decay 100``) keeps
+    the learning rate for the first half of training and decays it linearly to zero over the second.
+    """
 
-class ConstantThenLinear(Schedule):
     def __init__(self, start_fraction: float = 0.5):
         if not 0.0 <= start_fraction < 1.0:
             raise ValueError(f"start_fraction must be in [0, 1), got {start_fraction}")
@@ -376,16 +330,14 @@ class ConstantThenLinear(Schedule):
         return 1.0 if t < s else max(0.0, 1.0 - (t - s) / (1.0 - s))
 
 
-def constant_then_linear(start_fraction: float = 0.5) -> Schedule:
-    """1 until ``start_fraction`` of the run, then linear to 0 at its end: pix2pix's own learning rate.
+class per_epoch(Schedule):
+    """Hold ``inner`` constant through each epoch, at its value for epoch ``floor(epoch) + offset``.
 
-    pix2pix (Isola et al. 2017; ``--lr_policy linear``, ``--n_epochs 100 --n_epochs_decay 100``) keeps
-    the learning rate for the first half of training and decays it linearly to zero over the second.
+    The authors' classification code sets its poly learning rate once per epoch, after epoch ``e`` to
+    ``(1 - (e + 1)/100) ** 0.9`` for the next one, so during epoch ``e`` it is ``(1 - e/100) ** 0.9``:
+    ``per_epoch(poly(0.9))``. ``offset`` shifts the epoch read (``offset=1``: the value one epoch ahead).
     """
-    return ConstantThenLinear(start_fraction)
 
-
-class PerEpoch(Schedule):
     def __init__(self, inner: Schedule, offset: int = 0):
         self.inner, self.offset = inner, int(offset)
 
@@ -395,17 +347,14 @@ class PerEpoch(Schedule):
         return self.inner(Progress(max(step, 0), progress.steps_per_epoch, progress.epochs))
 
 
-def per_epoch(inner: Schedule, offset: int = 0) -> Schedule:
-    """Hold ``inner`` constant through each epoch, at its value for epoch ``floor(epoch) + offset``.
+class stretched(Schedule):
+    """``inner`` as it runs over an ``epochs``-long run, stretched (or squeezed) onto the actual run.
 
-    The authors' classification code sets its poly learning rate once per epoch, after epoch ``e`` to
-    ``(1 - (e + 1)/100) ** 0.9`` for the next one, so during epoch ``e`` it is ``(1 - e/100) ** 0.9``:
-    ``per_epoch(poly(0.9))``. ``offset`` shifts the epoch read (``offset=1``: the value one epoch ahead).
+    For schedules written in absolute epochs: the authors' code weight assumes 100 epochs (its cliff is
+    at epoch 70), so a 20-epoch run uses ``stretched(authors_code_weight(), 100)``, with its cliff at
+    epoch 14.
     """
-    return PerEpoch(inner, offset)
 
-
-class Stretched(Schedule):
     def __init__(self, inner: Schedule, epochs: float = 100.0):
         if epochs <= 0:
             raise ValueError(f"epochs must be positive, got {epochs}")
@@ -415,16 +364,6 @@ class Stretched(Schedule):
         steps_per_epoch = 1000  # fine enough to place every step of the real run
         step = int(math.floor(progress.fraction * self.epochs * steps_per_epoch + 1e-6))
         return self.inner(Progress(step, steps_per_epoch, self.epochs))
-
-
-def stretched(inner: Schedule, epochs: float = 100.0) -> Schedule:
-    """``inner`` as it runs over an ``epochs``-long run, stretched (or squeezed) onto the actual run.
-
-    For schedules written in absolute epochs: the authors' code weight assumes 100 epochs (its cliff is
-    at epoch 70), so a 20-epoch run uses ``stretched(authors_code_weight(), 100)``, with its cliff at
-    epoch 14.
-    """
-    return Stretched(inner, epochs)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -480,33 +419,10 @@ def curvature_adaptive(max_weight: float = 2.0, momentum: float = 0.95, smoothin
     return CurvatureAdaptive(max_weight, momentum, smoothing)
 
 
+
 # --------------------------------------------------------------------------------------------------
-# Names, curves and checks
+# Curves and checks
 # --------------------------------------------------------------------------------------------------
-
-SCHEDULES: Dict[str, Callable[..., Schedule]] = {
-    "constant": constant,
-    "linear_decay": linear_decay,
-    "long_tail": long_tail,
-    "authors_code_weight": authors_code_weight,
-    "random_uniform": random_uniform,
-    "piecewise_constant": piecewise_constant,
-    "poly": poly,
-    "cosine": cosine,
-    "linear_to_zero": linear_to_zero,
-    "one_cycle": one_cycle,
-    "constant_then_linear": constant_then_linear,
-    "curvature_adaptive": curvature_adaptive,
-}
-
-
-def schedule_by_name(name: str, **kwargs) -> Schedule:
-    """Build a schedule from its name (for papermill parameters); unknown names list the valid ones."""
-    try:
-        factory = SCHEDULES[name]
-    except KeyError:
-        raise ValueError(f"unknown schedule {name!r}; valid schedules: {', '.join(sorted(SCHEDULES))}") from None
-    return factory(**kwargs)
 
 
 def curve(schedule: Schedule, epochs: int, steps_per_epoch: int = 1) -> Tuple[list, list]:

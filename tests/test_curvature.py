@@ -11,17 +11,9 @@ from torch import nn
 from lossdecay_lib.curvature import (
     CurvatureMeasurement,
     LossHessian,
-    directional_curvature,
-    exceeds_stability_threshold,
     flatten,
-    hessian_vector_product,
     lanczos_top_eigenvalue,
-    measure_curvature,
-    optimal_weight,
-    predicted_loss_change,
     stability_ratio,
-    stability_threshold,
-    top_hessian_eigenvalue,
     trainable_parameters,
     unflatten_like,
 )
@@ -123,7 +115,7 @@ def test_flatten_and_unflatten_are_inverse():
 def test_hvp_on_quadratic_is_A_v():
     model = quadratic([3.0, 1.0, -2.0, 0.5, 7.0])
     v = torch.randn(5, dtype=DTYPE, generator=torch.Generator().manual_seed(3))
-    (hv,) = hessian_vector_product(model, None, None, [v], output_is_loss)
+    (hv,) = LossHessian(model, None, None, output_is_loss).hvp([v])
     torch.testing.assert_close(hv, model.A @ v, rtol=1e-12, atol=1e-12)
 
 
@@ -131,26 +123,25 @@ def test_grad_dot_grad_and_grad_hessian_grad_on_quadratic():
     model = quadratic([4.0, 2.0, 1.0, 0.25])
     A, b, x = model.A, model.b, model.x.detach()
     g = A @ x - b
-    m = measure_curvature(model, None, None, output_is_loss)
+    m = LossHessian(model, None, None, output_is_loss).curvature()
     assert isinstance(m, CurvatureMeasurement)
     assert m.loss == pytest.approx(float(0.5 * x @ A @ x - b @ x), rel=1e-12)
     assert m.grad_dot_grad == pytest.approx(float(g @ g), rel=1e-12)
     assert m.grad_hessian_grad == pytest.approx(float(g @ A @ g), rel=1e-12)
-    assert m.gradient_norm == pytest.approx(float(g.norm()), rel=1e-12)
     assert m.directional_curvature == pytest.approx(float(g @ A @ g / (g @ g)), rel=1e-12)
     # A Rayleigh quotient: between the extreme eigenvalues.
     assert 0.25 <= m.directional_curvature <= 4.0
 
 
 def test_directional_curvature_of_zero_gradient_is_nan():
-    assert math.isnan(directional_curvature(0.0, 0.0))
+    assert math.isnan(CurvatureMeasurement(1.0, 0.0, 0.0).directional_curvature)
 
 
 def test_top_eigenvalue_of_quadratic_is_largest_algebraic_not_largest_magnitude():
     # A large negative eigenvalue (-50) dominates in magnitude; lambda_max is 10.
     eigenvalues = [-50.0, 10.0, 9.0, 5.0, 3.0, 1.0, 0.5, 0.0, -1.0, -3.0, 2.0, 4.0]
     model = quadratic(eigenvalues, seed=4)
-    estimate = top_hessian_eigenvalue(model, None, None, output_is_loss, max_iterations=50, rtol=1e-12)
+    estimate = LossHessian(model, None, None, output_is_loss).top_eigenvalue(max_iterations=50, rtol=1e-12)
     assert estimate.value == pytest.approx(10.0, rel=1e-9)
     assert estimate.converged
     assert estimate.hvp_count <= len(eigenvalues)  # Krylov space exhausted at the dimension
@@ -160,7 +151,7 @@ def test_top_eigenvalue_of_quadratic_is_largest_algebraic_not_largest_magnitude(
 def test_top_eigenvalue_of_positive_definite_quadratic_with_default_budget():
     eigenvalues = torch.cat([torch.tensor([20.0]), torch.linspace(0.0, 10.0, 39)]).tolist()
     model = quadratic(eigenvalues, seed=5)
-    estimate = top_hessian_eigenvalue(model, None, None, output_is_loss)
+    estimate = LossHessian(model, None, None, output_is_loss).top_eigenvalue()
     exact = float(torch.linalg.eigvalsh(model.A).max())
     assert exact == pytest.approx(20.0)
     assert estimate.hvp_count <= 20
@@ -207,9 +198,9 @@ def test_lanczos_stops_at_the_first_iteration_meeting_the_tolerance():
 def test_lanczos_start_vector_is_seeded():
     model = tiny_mlp()
     x, y = classification_batch(16, (3,), 4)
-    a = top_hessian_eigenvalue(model, x, y, max_iterations=4, rtol=0.0, seed=1)
-    b = top_hessian_eigenvalue(model, x, y, max_iterations=4, rtol=0.0, seed=1)
-    c = top_hessian_eigenvalue(model, x, y, max_iterations=4, rtol=0.0, seed=2)
+    a = LossHessian(model, x, y).top_eigenvalue(max_iterations=4, rtol=0.0, seed=1)
+    b = LossHessian(model, x, y).top_eigenvalue(max_iterations=4, rtol=0.0, seed=1)
+    c = LossHessian(model, x, y).top_eigenvalue(max_iterations=4, rtol=0.0, seed=2)
     assert a.history == b.history
     assert a.history != c.history
 
@@ -251,7 +242,7 @@ def test_hvp_matches_finite_differences_of_the_gradient(make_model, shape, bn_st
     params = trainable_parameters(model)
     generator = torch.Generator().manual_seed(7)
     v = [torch.randn(p.shape, generator=generator, dtype=DTYPE) for p in params]
-    exact = flatten(hessian_vector_product(model, x, y, v, bn_stats=bn_stats))
+    exact = flatten(LossHessian(model, x, y, bn_stats=bn_stats).hvp(v))
     approx = finite_difference_hvp(model, x, y, v, bn_stats)
     torch.testing.assert_close(exact, approx, rtol=1e-5, atol=1e-6 * float(exact.abs().max()))
 
@@ -284,10 +275,10 @@ def test_hvps_rebuild_the_full_hessian_and_lanczos_finds_its_top_eigenvalue():
     exact_top = float(exact_eigenvalues.max())
     assert exact_eigenvalues.min() < 0 < exact_top  # a nonconvex point: both signs present
 
-    tight = top_hessian_eigenvalue(model, x, y, max_iterations=n, rtol=1e-12)
+    tight = LossHessian(model, x, y).top_eigenvalue(max_iterations=n, rtol=1e-12)
     assert tight.value == pytest.approx(exact_top, rel=1e-8)
 
-    default = top_hessian_eigenvalue(model, x, y)  # <= 20 HVPs, rtol 1e-5
+    default = LossHessian(model, x, y).top_eigenvalue()  # <= 20 HVPs, rtol 1e-5
     assert default.hvp_count <= 20
     assert default.value == pytest.approx(exact_top, rel=1e-2)
 
@@ -304,19 +295,17 @@ def quadratic_value(model, x):
 @pytest.mark.parametrize("lr, weight", [(0.1, 1.0), (0.05, 0.7), (0.3, 2.0)])
 def test_predicted_loss_change_is_exact_on_a_quadratic(lr, weight):
     model = quadratic([5.0, 2.0, 1.0, -0.5, 0.1], seed=2)
-    m = measure_curvature(model, None, None, output_is_loss)
+    m = LossHessian(model, None, None, output_is_loss).curvature()
     x = model.x.detach()
     g = model.A @ x - model.b
     actual = quadratic_value(model, x - lr * weight * g) - quadratic_value(model, x)
     assert m.predicted_loss_change(lr, weight) == pytest.approx(actual, rel=1e-10, abs=1e-12)
-    free_function = predicted_loss_change(m.grad_dot_grad, m.grad_hessian_grad, lr, weight)
-    assert free_function == m.predicted_loss_change(lr, weight)
 
 
 def test_optimal_weight_minimises_the_loss_along_the_step():
     model = quadratic([5.0, 2.0, 1.0, 0.3], seed=3)
     lr = 0.1
-    m = measure_curvature(model, None, None, output_is_loss)
+    m = LossHessian(model, None, None, output_is_loss).curvature()
     w_star = m.optimal_weight(lr)
     assert w_star == pytest.approx(m.grad_dot_grad / (lr * m.grad_hessian_grad))
     x = model.x.detach()
@@ -337,23 +326,22 @@ def test_optimal_weight_is_inf_without_positive_curvature_along_g():
     # A = diag(1, -4), b = 0, x = (0.1, 1): g = (0.1, -4), g^T A g = 0.01 - 64 < 0.
     model = Quadratic(torch.diag(torch.tensor([1.0, -4.0], dtype=DTYPE)), torch.zeros(2, dtype=DTYPE),
                       torch.tensor([0.1, 1.0], dtype=DTYPE))
-    m = measure_curvature(model, None, None, output_is_loss)
+    m = LossHessian(model, None, None, output_is_loss).curvature()
     assert m.grad_hessian_grad < 0
     assert m.optimal_weight(0.1) == math.inf
-    assert optimal_weight(1.0, 0.0, 0.1) == math.inf
-    assert optimal_weight(0.0, 2.0, 0.1) == 0.0
+    assert CurvatureMeasurement(0.0, 1.0, 0.0).optimal_weight(0.1) == math.inf
+    assert CurvatureMeasurement(0.0, 0.0, 2.0).optimal_weight(0.1) == 0.0
     with pytest.raises(ValueError):
-        optimal_weight(1.0, 1.0, 0.0)
+        m.optimal_weight(0.0)
 
 
-def test_stability_threshold_formula():
-    assert stability_threshold(0.1) == pytest.approx(20.0)
-    assert stability_threshold(0.1, momentum=0.9) == pytest.approx(38.0)
+def test_stability_ratio_formula():
+    assert stability_ratio(20.0, 0.1) == pytest.approx(1.0)  # plain SGD: eta lambda = 2
     assert stability_ratio(38.0, 0.1, momentum=0.9) == pytest.approx(1.0)
     assert stability_ratio(76.0, 0.1, weight=0.5, momentum=0.9) == pytest.approx(1.0)
     assert stability_ratio(0.0, 0.1, weight_decay=20.0) == pytest.approx(1.0)
     with pytest.raises(ValueError):
-        stability_threshold(0.1, momentum=1.0)
+        stability_ratio(1.0, 0.1, momentum=1.0)
 
 
 def run_sgd_on_1d_quadratic(curvature, lr, momentum, weight, steps=300):
@@ -373,8 +361,8 @@ def run_sgd_on_1d_quadratic(curvature, lr, momentum, weight, steps=300):
 def test_heavy_ball_sgd_diverges_exactly_above_the_threshold(momentum, weight, factor, diverges):
     lr = 0.1
     # Sharpness of the unweighted loss at `factor` times the threshold for the effective lr * weight.
-    sharpness = factor * stability_threshold(lr * weight, momentum)
-    assert exceeds_stability_threshold(sharpness, lr, weight=weight, momentum=momentum) is diverges
+    sharpness = factor * 2 * (1 + momentum) / (lr * weight)
+    assert (stability_ratio(sharpness, lr, weight=weight, momentum=momentum) > 1) is diverges
     final = run_sgd_on_1d_quadratic(sharpness, lr, momentum, weight)
     if diverges:
         assert final > 1e3
@@ -426,9 +414,9 @@ def test_measurements_leave_the_model_unchanged(mode, bn_stats):
         model.eval()
         model[4].train()
     before = snapshot(model)
-    measure_curvature(model, x, y, bn_stats=bn_stats)
+    LossHessian(model, x, y, bn_stats=bn_stats).curvature()
     assert_unchanged(model, before)
-    top_hessian_eigenvalue(model, x, y, bn_stats=bn_stats, max_iterations=3)
+    LossHessian(model, x, y, bn_stats=bn_stats).top_eigenvalue(max_iterations=3)
     assert_unchanged(model, before)
 
 
@@ -446,15 +434,15 @@ def test_batch_stats_measure_the_train_mode_loss_and_running_stats_the_eval_mode
         batch_loss = float(F.cross_entropy(reference(x), y))
     assert abs(batch_loss - eval_loss) > 1e-3
 
-    batch = measure_curvature(model, x, y, bn_stats="batch")
-    running = measure_curvature(model, x, y, bn_stats="running")
+    batch = LossHessian(model, x, y, bn_stats="batch").curvature()
+    running = LossHessian(model, x, y, bn_stats="running").curvature()
     assert batch.loss == pytest.approx(batch_loss, rel=1e-12)
     assert running.loss == pytest.approx(eval_loss, rel=1e-12)
     assert batch.grad_hessian_grad != pytest.approx(running.grad_hessian_grad, rel=1e-3)
-    assert measure_curvature(model, x, y, bn_stats="batch") == batch  # dropout off: deterministic
+    assert LossHessian(model, x, y, bn_stats="batch").curvature() == batch  # dropout off: deterministic
 
     with pytest.raises(ValueError):
-        measure_curvature(model, x, y, bn_stats="train")
+        LossHessian(model, x, y, bn_stats="train").curvature()
 
 
 # ---------------------------------------------------------------------------------------------

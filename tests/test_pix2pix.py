@@ -75,7 +75,7 @@ def test_image_scores_refuse_mismatched_shapes():
 def test_constant_then_linear():
     s = S.constant_then_linear(0.5)
     assert [s.at(e, 10, steps_per_epoch=10) for e in (0, 2, 4.9, 5, 7.5, 10)] == pytest.approx([1, 1, 1, 1, 0.5, 0])
-    assert S.schedule_by_name("constant_then_linear", start_fraction=0.0).at(5, 10, 10) == pytest.approx(0.5)
+    assert S.constant_then_linear(start_fraction=0.0).at(5, 10, 10) == pytest.approx(0.5)
     with pytest.raises(ValueError, match="start_fraction"):
         S.constant_then_linear(1.0)
 

@@ -104,10 +104,32 @@ def test_composition_and_pickling():
     assert S.linear_decay(3.0) != S.linear_decay(2.0)
 
 
-def test_schedule_by_name_lists_valid_names():
-    assert S.schedule_by_name("linear_decay", start=3.0) == S.linear_decay(3.0)
-    with pytest.raises(ValueError, match=r"unknown schedule 'linear'; valid schedules: .*linear_decay"):
-        S.schedule_by_name("linear")
+def test_repr_is_the_record_key_and_never_changes():
+    # Record keys are derived from these strings: a change here orphans every committed record.
+    code = "AuthorsCodeWeight(switch_epoch=70, offset=0.6666666666666666, slope_epochs=150.0)"
+    expected = [
+        (S.linear_decay(), "LinearDecay(start=2.0, end=0.0)"),
+        (S.linear_to_zero(), "LinearDecay(start=1.0, end=0.0)"),
+        (S.long_tail(), "LongTail(start=2.0, end=0.1)"),
+        (S.authors_code_weight(), code),
+        (S.constant(0.5), "Constant(constant=0.5)"),
+        (S.random_uniform(seed=3), "RandomUniform(low=0.0, high=1.0, seed=3)"),
+        (S.random_half(S.constant(), seed=1),
+         "RandomHalf(inner=Constant(constant=1.0), seed=1, probability=0.5)"),
+        (S.piecewise_constant(), "PiecewiseConstant(milestones=(0.5, 0.75), factor=0.1)"),
+        (S.poly(), "Poly(power=0.9)"),
+        (S.cosine(), "Cosine(final=0.0)"),
+        (S.one_cycle(), "OneCycle(peak_fraction=0.3, div_factor=25.0, final_div_factor=10000.0)"),
+        (S.constant_then_linear(), "ConstantThenLinear(start_fraction=0.5)"),
+        (S.per_epoch(S.poly(0.9)), "PerEpoch(inner=Poly(power=0.9), offset=0)"),
+        (S.stretched(S.authors_code_weight(), 100), f"Stretched(inner={code}, epochs=100.0)"),
+        (S.curvature_adaptive(), "CurvatureAdaptive(max_weight=2.0, momentum=0.95, smoothing=0.5)"),
+        (2 * S.cosine(), "2.0 * Cosine(final=0.0)"),
+        (S.linear_decay() * S.poly(), "(LinearDecay(start=2.0, end=0.0) * Poly(power=0.9))"),
+    ]
+    for schedule, text in expected:
+        assert repr(schedule) == text
+    assert repr(S.linear_decay(3)) == repr(S.linear_decay(3.0))  # numbers kept as floats
 
 
 def test_check_schedule_refuses_negative_weights_unless_allowed():
