@@ -381,8 +381,9 @@ class CurvatureAdaptive(Schedule):
 
         ``w* = g^T g / (eta_eff g^T H g)``,  ``eta_eff = eta / (1 - momentum)``,
 
-    the minimiser of Eq. 2's parabola in ``w`` (:func:`lossdecay_lib.curvature.optimal_weight`) for a
-    step of heavy-ball SGD's effective length, capped at ``max_weight`` (and at ``max_weight`` when
+    the minimiser of Eq. 2's parabola in ``w``
+    (:meth:`lossdecay_lib.curvature.CurvatureMeasurement.optimal_weight`) for a step of heavy-ball SGD's
+    effective length, capped at ``max_weight`` (and at ``max_weight`` when
     ``g^T H g <= 0``, where the parabola has no minimum). ``smoothing`` is the weight of the old value
     in an exponential moving average, so one noisy measurement does not set the weight alone. The
     weight starts at ``max_weight``. Between measurements it stays where the last one put it.

@@ -1,21 +1,13 @@
 """What every training loop of the book shares around its steps: one recorded, resumable run.
 
-The classification, segmentation and pix2pix loops differ in their data, losses and metrics, and share
-everything else, here:
-
 - :class:`RunConfig`: the base of the three tasks' run configurations (validation before any work,
   ``from_profile``, ``with_``, and ``describe``, from which the record's key is derived).
-- :class:`RecordedRun`: the run's life on disk. A finished record with the same configuration key is
-  loaded instead of training again (unless ``force``); an interrupted run resumes from its last
-  checkpoint (model, optimizer, schedule position, RNG state and partial record, written atomically,
-  loaded with ``weights_only=True``); a diverged run is saved as such and announced; a finished one is
-  saved and its checkpoint removed.
-- :class:`EpochSums`: an epoch's named running sums, kept on the device, read by the host once.
-- :class:`NonFiniteWatch`: remembers, on the device and without a host synchronisation, the first step
-  whose loss or gradient was not finite, so a divergence names the step, weight and learning rate in
-  force there.
-- :func:`progress_bar`: a tqdm bar (widget in notebooks, text in terminals), off under the chapter
-  runner (``$LOSSDECAY_PROGRESS=0``) so executed pages do not fill with progress text.
+- :class:`RecordedRun`: the run's life on disk. A finished record with the same key is loaded instead
+  of training again (unless ``force``); an interrupted run resumes from its last checkpoint (model,
+  optimizer, schedule position, RNG state and partial record, written atomically); a diverged run is
+  saved as such and announced; a finished one is saved and its checkpoint removed.
+- :class:`EpochSums` and :class:`NonFiniteWatch`: an epoch's named sums and its first non-finite
+  step, kept on the device and read by the host once per epoch.
 - :func:`train_seeds`: every configuration at every seed, the missing runs in parallel.
 
 A loop reads::
@@ -26,8 +18,8 @@ A loop reads::
     record = run.new_record(kind, config, device)      # + the loop's own facts
     start, step, record = run.resume(record, model=model, optimizer=optimizer)
     for epoch in range(start, epochs):
-        train, watch = train_epoch(...)                 # the weighted steps: run.log_step(weight, lr),
-        if watch.first() is not None:                   # then run.epoch_schedule(); read once per epoch
+        train, watch = train_epoch(...)                 # the weighted steps (run.log_step(w, lr) each)
+        if watch.first() is not None:
             return run.diverge(record, epoch, watch.first(), step)
         record["epochs"].append({... evaluate(...) ...})
         run.end_epoch(record, epoch, epochs, step, model=model, optimizer=optimizer)
@@ -95,8 +87,8 @@ class RunConfig:
         """A run at the sizes of ``profile``'s section for this task; ``changes`` override fields (the
         keyword arguments of the subclass's :meth:`profile_fields`, e.g. ``depth``, choose sizes)."""
         prof = get_profile(profile)
-        options = inspect.signature(cls.profile_fields).parameters
-        chosen = {k: changes.pop(k) for k in list(changes) if k in options and k != "profile"}
+        options = list(inspect.signature(cls.profile_fields).parameters)[1:]  # after the profile
+        chosen = {k: changes.pop(k) for k in list(changes) if k in options}
         return cls(profile=prof.name, **cls.profile_fields(prof, **chosen)).with_(**changes)
 
     def with_(self, **changes):
