@@ -92,9 +92,9 @@ from lossdecay_lib.equivalence import lag_model_multipliers
 from lossdecay_lib.plots import (plot_curves, plot_final_image_metrics,
                                  plot_pix2pix_curves, plot_pix2pix_grid, plot_schedules,
                                  plot_step_multipliers)
-from lossdecay_lib.records import start_chapter
-from lossdecay_lib.runs import group_by_label, markdown_table, setting_name
-from lossdecay_lib.statistics import mean_std
+from lossdecay_lib.provenance import start_chapter
+from lossdecay_lib.statistics import group_by_label, mean_std
+from lossdecay_lib.tables import markdown_table, setting_name
 from lossdecay_lib.training import Pix2PixConfig, load_samples, train_pix2pix_seeds
 from lossdecay_lib.data.paired import DEFAULT_DIRECTION, PairedImages
 from lossdecay_lib.training.pix2pix import build_pix2pix_networks

@@ -82,10 +82,10 @@ from myst_nb import glue
 from lossdecay_lib import experiments
 from lossdecay_lib.plots import (plot_curvature_along_training, plot_metric_bands,
                                  plot_quadratic_check)
-from lossdecay_lib.records import start_chapter
-from lossdecay_lib.runs import (finished, group_by_label, markdown_table, scale_name,
-                                scales_table, summarize)
-from lossdecay_lib.statistics import compare, format_p, jump_epoch, mean_std
+from lossdecay_lib.provenance import start_chapter
+from lossdecay_lib.statistics import (compare, finished, format_p, group_by_label,
+                                      jump_epoch, mean_std, summarize)
+from lossdecay_lib.tables import markdown_table, scale_name, scales_table
 from lossdecay_lib.tracking import last_epoch_above_threshold, measurement_cost
 from lossdecay_lib.training import AUTHORS_SGD, train_seeds
 

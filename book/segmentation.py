@@ -67,9 +67,10 @@ from IPython.display import Markdown, display
 from lossdecay_lib import schedules as S
 from lossdecay_lib.plots import (plot_schedules, plot_segmentation_curves,
                                  plot_segmentation_grid)
-from lossdecay_lib.records import start_chapter
-from lossdecay_lib.runs import group_by_label, markdown_table
-from lossdecay_lib.statistics import compare, epoch_metric, format_p, mean_std
+from lossdecay_lib.provenance import start_chapter
+from lossdecay_lib.statistics import (compare, epoch_metric, format_p, group_by_label,
+                                      mean_std)
+from lossdecay_lib.tables import markdown_table
 from lossdecay_lib.training import SegmentationConfig, train_segmenter
 from lossdecay_lib.training.segmentation import (load_val_predictions,
                                                  validation_examples)

@@ -63,8 +63,8 @@ from IPython.display import Markdown, display
 
 from lossdecay_lib.chapters import list_chapters, repo_root
 from lossdecay_lib.plots import plot_claim_differences
-from lossdecay_lib.records import start_chapter
-from lossdecay_lib.runs import markdown_table
+from lossdecay_lib.provenance import start_chapter
+from lossdecay_lib.tables import markdown_table
 from lossdecay_lib.verdict import (VERDICTS, adjust_claims, chapter_titles,
                                    chapters_with_claims, claims_dir, claims_summary,
                                    load_claims, verdict_counts, verdict_sentences,

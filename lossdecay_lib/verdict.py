@@ -34,8 +34,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable, Dict, Iterable, List, Optional, Sequence, Tuple
 
-from .records import read_json, write_json_atomic
-from .runs import RunStore, markdown_table
+from .atomic import read_json, write_json_atomic
+from .runs import RunStore
+from .tables import markdown_table
 from .statistics import (DIRECTIONS, adjust_p, format_p, mean_std, one_sample_test, verdict_of,
                          welch_contrast, welch_test)
 

@@ -5,7 +5,9 @@ import pytest
 import torch
 
 from lossdecay_lib.profiles import PROFILE_NAMES, get_profile, resolve_device
-from lossdecay_lib.records import read_json, seed_everything, start_chapter, write_json_atomic
+from lossdecay_lib.atomic import read_json, write_json_atomic
+from lossdecay_lib.data.seeding import seed_everything
+from lossdecay_lib.provenance import start_chapter
 
 
 def test_unknown_profile_lists_the_valid_ones():
@@ -67,7 +69,8 @@ def test_start_chapter_prints_what_it_runs_with(capsys):
 
 
 def test_setting_names_show_diverged_runs_and_negative_weights():
-    from lossdecay_lib.runs import setting_name, summarize
+    from lossdecay_lib.statistics import summarize
+    from lossdecay_lib.tables import setting_name
 
     ok = {"status": "finished", "negative_weights": False}
     assert setting_name("decay", [ok, ok]) == "decay (n=2)"
@@ -90,7 +93,7 @@ def test_setting_names_show_diverged_runs_and_negative_weights():
     (dict(batch_size=2.5), ValueError, "batch_size must be a positive integer"),
 ])
 def test_chapter_parameters_are_validated_before_any_work(parameters, error, message):
-    from lossdecay_lib.records import start_chapter
+    from lossdecay_lib.provenance import start_chapter
 
     with pytest.raises(error, match=message):
         start_chapter(**{"profile": "smoke", **parameters}, quiet=True)

@@ -5,7 +5,8 @@ import math
 import pytest
 
 from lossdecay_lib import schedules as S
-from lossdecay_lib.runs import RunStore, summarize
+from lossdecay_lib.runs import RunStore
+from lossdecay_lib.statistics import summarize
 from lossdecay_lib.training import ClassificationConfig, train_classifier
 
 

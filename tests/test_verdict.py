@@ -4,7 +4,7 @@ import math
 import pytest
 from scipy import stats
 
-from lossdecay_lib.records import start_chapter
+from lossdecay_lib.provenance import start_chapter
 from lossdecay_lib.runs import RunStore
 from lossdecay_lib.statistics import late_rise
 from lossdecay_lib.verdict import (Precondition, adjust_claims, chapter_titles, claim_from_comparison, claim_path,

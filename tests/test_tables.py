@@ -1,9 +1,9 @@
-"""Tables and loading helpers of lossdecay_lib.runs: summary_table, finished, load_existing,
-scales_table, jump_table (fake records; nothing trains)."""
+"""Tables, summaries and the record store (lossdecay_lib.tables, .statistics, .runs):
+summary_table, finished, load_existing, scales_table, jump_table (fake records; nothing trains)."""
 
 from dataclasses import dataclass, replace
 
-from lossdecay_lib import runs
+from lossdecay_lib import runs, statistics, tables
 from lossdecay_lib.runs import RunStore, run_key
 
 
@@ -34,13 +34,13 @@ def record(label, seed, acc, status="finished", epochs=(0.1, 0.2, 0.5, 0.55)):
 
 def test_finished_keeps_only_finished_runs():
     recs = [record("a", 0, 0.5), record("a", 1, 0.1, status="diverged"), record("a", 2, 0.4)]
-    assert [r["config"]["seed"] for r in runs.finished(recs)] == [0, 2]
+    assert [r["config"]["seed"] for r in statistics.finished(recs)] == [0, 2]
 
 
 def test_summary_table_rows_columns_and_order():
     groups = {"low": [record("low", 0, 0.2), record("low", 1, 0.4)],
               "high": [record("high", 0, 0.6), record("high", 1, 0.6, status="diverged")]}
-    table = runs.summary_table(groups, by_final=True, extra={"note": lambda label, recs: label.upper()})
+    table = tables.summary_table(groups, by_final=True, extra={"note": lambda label, recs: label.upper()})
     lines = table.splitlines()
     assert lines[0] == ("| setting | final test acc. (%) | best over epochs (%, selects on test) | seeds | "
                         "diverged | note |")
@@ -50,7 +50,7 @@ def test_summary_table_rows_columns_and_order():
 
 def test_summary_table_rejects_unknown_columns():
     try:
-        runs.summary_table({"a": [record("a", 0, 0.5)]}, columns=("final", "nosuch"))
+        tables.summary_table({"a": [record("a", 0, 0.5)]}, columns=("final", "nosuch"))
     except ValueError as e:
         assert "nosuch" in str(e)
     else:
@@ -77,7 +77,7 @@ def test_scales_table_side_by_side_and_a_line_for_profiles_without_records(tmp_p
     for seed in (0, 1, 2):
         store.save(run_key(experiment("quick")["a"].with_(seed=seed)), record("a", seed, 0.2 + seed / 10))
     store.save(run_key(experiment("cpu")["a"]), record("a", 0, 0.5))
-    text = runs.scales_table(experiment, store=store)
+    text = tables.scales_table(experiment, store=store)
     assert "| setting | quick (2,000 images, 32x32, 4 epochs) | cpu (2,000 images, 16x16, 4 epochs) |" in text
     assert "| a | 30.0 ± 10.0 (n=3) | 50.0 (n=1) |" in text
     assert "| b | not trained yet | not trained yet |" in text
@@ -87,7 +87,7 @@ def test_scales_table_side_by_side_and_a_line_for_profiles_without_records(tmp_p
 
 def test_jump_table_says_where_the_largest_rise_came():
     groups = {"a": [record("a", 0, 0.55), record("a", 1, 0.55)]}
-    line = runs.jump_table(groups, epochs=4).splitlines()[2]
+    line = tables.jump_table(groups, epochs=4).splitlines()[2]
     # largest rise 0.2 -> 0.5 into epoch 3 of 4
     assert line == "| a | 55.00 ± 0.00 | 55.00 ± 0.00 | 3.0 ± 0.0 | 75% | +30.0 | 1.00 | 0.1000 |"
 
