@@ -1,4 +1,5 @@
-"""Small helpers shared by the network modules: parameter counts, the weight layers, memory format."""
+"""Small helpers shared by the network modules: parameter counts, the weight layers, initialisation,
+memory format."""
 
 from __future__ import annotations
 
@@ -25,6 +26,19 @@ def weight_layers(module: nn.Module) -> List[Tuple[str, nn.Module]]:
     layers are not weight layers here: their affine scale and shift are per-channel, not a linear map.
     """
     return [(name, m) for name, m in module.named_modules() if isinstance(m, WEIGHT_LAYER_TYPES)]
+
+
+def init_conv_bn(module: nn.Module, mode: str) -> None:
+    """He et al.'s (2015) initialisation of every convolution of ``module`` (normal, ``mode`` "fan_in"
+    or "fan_out", gain for ReLU; biases zero), and batch norm as the identity (scale 1, shift 0)."""
+    for m in module.modules():
+        if isinstance(m, nn.Conv2d):
+            nn.init.kaiming_normal_(m.weight, mode=mode, nonlinearity="relu")
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.BatchNorm2d):
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)
 
 
 def channels_last_is_safe(module: nn.Module, device: torch.device) -> bool:

@@ -26,7 +26,7 @@ from typing import List, Sequence, Tuple, Union
 import torch
 from torch import Tensor, nn
 
-from ._common import weight_layers
+from ._common import init_conv_bn, weight_layers
 
 __all__ = ["PlainNet", "plain_stage_depths"]
 
@@ -140,17 +140,9 @@ class PlainNet(nn.Module):
 
     def reset_parameters(self) -> None:
         """(Re)initialise all weights as described in the class docstring."""
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_in", nonlinearity="relu")
-                if m.bias is not None:
-                    nn.init.zeros_(m.bias)
-            elif isinstance(m, nn.BatchNorm2d):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
-            elif isinstance(m, nn.Linear):
-                nn.init.normal_(m.weight, mean=0.0, std=1.0 / math.sqrt(m.in_features))
-                nn.init.zeros_(m.bias)
+        init_conv_bn(self, "fan_in")  # the convolutions come before fc: the same random draws as one pass
+        nn.init.normal_(self.fc.weight, mean=0.0, std=1.0 / math.sqrt(self.fc.in_features))
+        nn.init.zeros_(self.fc.bias)
 
     def forward(self, x: Tensor) -> Tensor:
         x = self.stem(x)
