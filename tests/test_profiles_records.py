@@ -4,7 +4,7 @@ import os
 import pytest
 import torch
 
-from lossdecay_lib.profiles import PROFILE_NAMES, get_profile, resolve_device
+from lossdecay_lib.profiles import get_profile, resolve_device
 from lossdecay_lib.atomic import read_json, write_json_atomic
 from lossdecay_lib.data.seeding import seed_everything
 from lossdecay_lib.provenance import start_chapter
@@ -15,9 +15,11 @@ def test_unknown_profile_lists_the_valid_ones():
         get_profile("fast")
 
 
-def test_auto_profile_follows_cuda():
-    assert get_profile("auto").name == ("gpu" if torch.cuda.is_available() else "cpu")
-    assert set(PROFILE_NAMES) == {"smoke", "quick", "cpu", "gpu", "paper", "auto"}
+@pytest.mark.parametrize("cuda, profile, device", [(True, "gpu", "cuda"), (False, "cpu", "cpu")])
+def test_auto_profile_and_device_follow_cuda(monkeypatch, cuda, profile, device):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: cuda)
+    assert get_profile("auto").name == profile and resolve_device("auto").type == device
+    assert get_profile(profile) is get_profile("auto")  # auto is a name for another profile, not a sixth one
 
 
 def test_profiles_grow_from_smoke_to_gpu():
@@ -57,12 +59,14 @@ def test_write_json_atomic_replaces_and_never_leaves_a_broken_file(tmp_path):
 
 
 def test_start_chapter_prints_what_it_runs_with(capsys):
-    run = start_chapter(profile="smoke", seed=5)
+    run = start_chapter(profile="quick", seed=5, device="cpu")
     out = capsys.readouterr().out
-    assert "profile: smoke" in out and "seed: 5" in out and "lossdecay_lib 0.1.0" in out
-    assert run.info["device"] == "cpu" or torch.cuda.is_available()
-    assert run.finish() >= 0
-    assert "Executed in" in capsys.readouterr().out
+    assert "profile: quick" in out and "seed: 5" in out and "lossdecay_lib 0.1.0" in out
+    assert run.info["device"] == "cpu" and run.info["device_name"].startswith("CPU (")
+    assert run.seeds == [5, 6, 7]  # the quick profile's three seeds, from the chapter's seed on
+    run.started -= 2.0  # as if the chapter had run for two seconds
+    assert 2.0 <= run.finish() < 60
+    assert "Executed in 2." in capsys.readouterr().out
     with pytest.raises(ValueError, match="unknown profile"):
         start_chapter(profile="laptop")
     json.dumps(run.info)  # provenance is plain JSON
