@@ -40,9 +40,11 @@ from .tables import markdown_table
 from .statistics import (DIRECTIONS, adjust_p, format_p, mean_std, one_sample_test, verdict_of,
                          welch_contrast, welch_test)
 
-__all__ = ["VERDICTS", "SOURCES", "CLAIMS_DIR", "Precondition", "runs_compared", "runs_against", "runs_contrast",
-           "claim_from_comparison", "stated_claim", "claims_dir", "claim_path", "load_claims", "adjust_claims",
-           "verdict_table", "verdict_counts", "claims_summary", "claims_at_a_glance", "verdict_sentences", "chapters_with_claims", "runs_provenance", "chapter_titles"]
+__all__ = ["VERDICTS", "SOURCES", "CLAIMS_DIR", "Precondition", "runs_compared", "runs_against",
+           "runs_contrast", "claim_from_comparison", "stated_claim", "claims_dir", "claim_path",
+           "load_claims", "adjust_claims", "verdict_table", "verdict_counts", "claims_summary",
+           "claims_at_a_glance", "verdict_sentences", "chapters_with_claims", "runs_provenance",
+           "chapter_titles"]
 
 VERDICTS = ("supported", "contradicted", "inconclusive", "untestable at this scale")
 #: Whose claim a row is: the paper's, or a comparison the book adds (today's baselines, our own schedule).
@@ -405,10 +407,6 @@ def adjust_claims(claims: Sequence[Dict]) -> List[Dict]:
     return out
 
 
-def _cell(text) -> str:
-    return str(text).replace("|", "\\|").replace("\n", " ")
-
-
 def _provenance_text(prov: Dict) -> str:
     """Short: profile (and the profiles that trained the runs, where others), runs, seeds, minutes."""
     if not prov.get("runs"):
@@ -431,24 +429,34 @@ def _test_text(c: Dict) -> str:
     return f"{t['test']}, t = {t['statistic']:.2f}, df = {t['df']:.1f}{perm}"
 
 
+def _p_text(c: Dict) -> str:
+    p = (c.get("test") or {}).get("p")
+    return format_p(p) if c["p_adjusted"] is None else f"{format_p(p)} (BH {format_p(c['p_adjusted'])})"
+
+
+def _verdict_text(c: Dict) -> str:
+    if c["verdict"] == c["verdict_adjusted"]:
+        return f"**{c['verdict']}**"
+    return f"**{c['verdict_adjusted']}** at the adjusted p ({c['verdict']} at p)"
+
+
 def verdict_table(claims: Iterable[Dict], link: Callable[[str], str] = lambda chapter: chapter,
                   title: Callable[[str], str] = lambda chapter: chapter.replace("_", " ")) -> str:
-    """A Markdown table of claims: chapter (linked), claim, paper, ours (with provenance), test, p, the
-    adjusted p (Benjamini-Hochberg, across ``claims`` unless they come from :func:`adjust_claims`
-    already), the claim's verdict and the verdict at the adjusted p."""
+    """A Markdown table of claims, six columns that fit the page: chapter (linked), claim, paper, ours
+    (with the test and the provenance), p and the p adjusted (Benjamini-Hochberg, across ``claims``
+    unless they come from :func:`adjust_claims` already), and the verdict at the adjusted p (with the
+    claim's own verdict where the adjustment changed it)."""
     claims = list(claims)
     if not all("p_adjusted" in c for c in claims):
         claims = adjust_claims(claims)
     rows = []
     for c in claims:
         direction = c["comparison"]["direction"] if c.get("comparison") else None
-        rows.append([f"[{_cell(title(c['chapter']))}]({link(c['chapter'])})", _cell(c["claim"]), _cell(c["paper"]),
-                     _cell(f"{c['ours']}; *{_provenance_text(c['provenance'])}*"),
-                     _cell(_test_text(c) + (f"; claimed: {direction}" if direction else "")),
-                     format_p((c.get("test") or {}).get("p")), format_p(c["p_adjusted"]), f"**{c['verdict']}**",
-                     f"**{c['verdict_adjusted']}**"])
-    return markdown_table(["chapter", "claim", "paper", "ours", "test", "p", "p adjusted (BH)", "verdict",
-                           "verdict, adjusted p"], rows)
+        test = _test_text(c) + (f"; claimed: {direction}" if direction else "")
+        rows.append([f"[{title(c['chapter'])}]({link(c['chapter'])})", c["claim"], c["paper"],
+                     f"{c['ours']}; test: {test}; *{_provenance_text(c['provenance'])}*",
+                     _p_text(c), _verdict_text(c)])
+    return markdown_table(["chapter", "claim", "paper", "ours", "p (adjusted)", "verdict"], rows)
 
 
 def verdict_counts(claims: Sequence[Dict], key: str = "verdict") -> Dict[str, int]:
@@ -515,10 +523,12 @@ def chapters_with_claims(root: Path, chapters: Sequence[str]) -> List[str]:
                                              Path(root, "book", f"{n}.py").read_text())]
 
 
-def chapter_titles(root: Path) -> Dict[str, str]:
-    """The title (first Markdown heading) of each chapter in ``root/book``, by chapter name."""
+def chapter_titles(root: Path, short: bool = False) -> Dict[str, str]:
+    """The title (first Markdown heading) of each chapter in ``root/book``, by chapter name; ``short``:
+    without the paper reference in parentheses that ends some headings ("Deep plain networks")."""
+    pattern = r"^# # (.+?)(?: \([^()]*\))?$" if short else r"^# # (.+)$"
     titles = {}
     for p in sorted(Path(root, "book").glob("*.py")):
-        heading = re.search(r"^# # (.+)$", p.read_text(), re.M)
+        heading = re.search(pattern, p.read_text(), re.M)
         titles[p.stem] = heading.group(1).strip() if heading else p.stem
     return titles

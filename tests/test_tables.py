@@ -40,7 +40,8 @@ def test_finished_keeps_only_finished_runs():
 def test_summary_table_rows_columns_and_order():
     groups = {"low": [record("low", 0, 0.2), record("low", 1, 0.4)],
               "high": [record("high", 0, 0.6), record("high", 1, 0.6, status="diverged")]}
-    table = tables.summary_table(groups, by_final=True, extra={"note": lambda label, recs: label.upper()})
+    columns = ("final", "best", "seeds", "diverged", ("note", lambda label, recs: label.upper()))
+    table = tables.summary_table(groups, columns, by_final=True)
     lines = table.splitlines()
     assert lines[0] == ("| setting | final test acc. (%) | best over epochs (%, selects on test) | seeds | "
                         "diverged | note |")
@@ -102,3 +103,42 @@ def test_claims_at_a_glance_one_line_per_claim_verdict_first():
         "- **supported**: A holds (p <0.001)", "- **inconclusive**: B holds (p 0.31)",
         "- **untestable at this scale**: C holds"]
     assert claims_at_a_glance([]) == "No claims are stored for this profile yet."
+
+
+def test_markdown_table_escapes_a_bar_and_a_newline_in_a_cell():
+    assert tables.markdown_table(["a|b", "c"], [["x|y", "1\n2"]]).splitlines() == [
+        "| a\\|b | c |", "|---|---|", "| x\\|y | 1 2 |"]
+
+
+def test_settings_table_is_one_row_per_setting():
+    assert tables.settings_table({"epochs": 8, "seeds": "0, 1"}).splitlines()[2:] == [
+        "| epochs | 8 |", "| seeds | 0, 1 |"]
+
+
+def test_values_table_formats_each_column_and_spreads_tuples():
+    text = tables.values_table({"a": {"x": 1.234, "y": (2.0, 0.5)}, "b": {"x": None, "y": "never"}},
+                               formats={"x": "{:.1f}", "y": "{:.1f} ± {:.1f}"})
+    assert text.splitlines() == ["| setting | x | y |", "|---|---|---|", "| a | 1.2 | 2.0 ± 0.5 |",
+                                 "| b | - | never |"]
+
+
+def test_summary_table_mixes_named_columns_metric_cells_and_comparisons():
+    groups = {"base": [record("base", 0, 0.2), record("base", 1, 0.4)],
+              "new": [record("new", 0, 0.5), record("new", 1, 0.7), record("new", 2, 0.1, status="diverged")]}
+    diffs = {"new": {"diff": 0.3, "ci95": [0.05, 0.55], "p": 0.04, "verdict": "supported"}}
+    text = tables.summary_table(groups, [
+        ("acc", tables.mean_pm("final_test_acc", digits=1)),
+        ("first epoch", tables.mean_pm(lambda r: r["epochs"][0]["test_acc"], scale=1, digits=3)),
+        ("constant", lambda label, recs: 0.5), *tables.comparison_columns(diffs, digits=1), "seeds"],
+        first="protocol")
+    assert text.splitlines() == [
+        "| protocol | acc | first epoch | constant | difference (points, 95% CI) | Welch p | verdict | seeds |",
+        "|---|---|---|---|---|---|---|---|",
+        "| base | 30.0 ± 14.1 | 0.100 ± 0.000 | 0.50 | - | - | - | 2 |",
+        "| new | 60.0 ± 14.1 | 0.100 ± 0.000 | 0.50 | +30.0 (+5.0 to +55.0) | 0.04 | supported | 2 |"]
+
+
+def test_comparison_table_one_row_per_comparison():
+    c = {"diff": -0.012, "ci95": [-0.03, 0.006], "p": 0.2, "verdict": "inconclusive"}
+    assert tables.comparison_table({("decay", "final"): c}, ["treatment", "evaluation"]).splitlines()[2] == \
+        "| decay | final | -1.20 (-3.00 to +0.60) | 0.2 | inconclusive |"
