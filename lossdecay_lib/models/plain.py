@@ -23,10 +23,9 @@ import math
 from collections import OrderedDict
 from typing import List, Sequence, Tuple, Union
 
-import torch
 from torch import Tensor, nn
 
-from ._common import init_conv_bn, weight_layers
+from ._common import add_stages, init_conv_bn, stages_and_classifier, weight_layers
 
 __all__ = ["PlainNet", "plain_stage_depths"]
 
@@ -123,17 +122,8 @@ class PlainNet(nn.Module):
         self.stage_depths = plain_stage_depths(depth, num_stages=len(widths))
 
         self.stem = ConvUnit(in_channels, widths[0], stride=1, batch_norm=batch_norm)
-        channels = widths[0]
-        self.stage_names: List[str] = []
-        for index, (width, n_convs) in enumerate(zip(widths, self.stage_depths)):
-            units = []
-            for j in range(n_convs):
-                stride = 2 if (index > 0 and j == 0) else 1
-                units.append(ConvUnit(channels, width, stride=stride, batch_norm=batch_norm))
-                channels = width
-            name = f"layer{index + 1}"
-            self.add_module(name, nn.Sequential(*units))
-            self.stage_names.append(name)
+        channels = add_stages(self, widths, self.stage_depths, widths[0],
+                              lambda c, w, stride: ConvUnit(c, w, stride=stride, batch_norm=batch_norm))
         self.avgpool = nn.AdaptiveAvgPool2d(1)
         self.fc = nn.Linear(channels, num_classes)
         self.reset_parameters()
@@ -145,11 +135,7 @@ class PlainNet(nn.Module):
         nn.init.zeros_(self.fc.bias)
 
     def forward(self, x: Tensor) -> Tensor:
-        x = self.stem(x)
-        for name in self.stage_names:
-            x = getattr(self, name)(x)
-        x = self.avgpool(x)
-        return self.fc(torch.flatten(x, 1))
+        return stages_and_classifier(self, self.stem(x))
 
     def weight_layers(self) -> List[Tuple[str, nn.Module]]:
         """The ``depth`` weight layers as ``(name, module)`` pairs, from input to output.
