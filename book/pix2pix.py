@@ -157,7 +157,7 @@ fig = plot_schedules({
 records = train_pix2pix_seeds(configs, seeds, data_root=data_root, force=force)
 groups = group_by_label(records)
 print(f"{len(records)} runs, "
-      f"{sum(r['status'] == 'finished' for r in records)} finished, "
+      f"{len(finished(records))} finished, "
       f"{sum(r.get('wall_seconds', 0) for r in records) / 60:.1f} min "
       "of training in all")
 
@@ -168,9 +168,7 @@ print(f"{len(records)} runs, "
 # left and the real photograph on the right: the layout of the paper's Fig. 5.
 
 # %%
-first = {name: next(r for r in recs if r["status"] == "finished")
-         for name, recs in groups.items()
-         if any(r["status"] == "finished" for r in recs)}
+first = {name: finished(recs)[0] for name, recs in groups.items() if finished(recs)}
 samples = {name: load_samples(r) for name, r in first.items()}
 any_samples = next(iter(samples.values()))
 fig = plot_pix2pix_grid(any_samples["input"],

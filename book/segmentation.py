@@ -225,15 +225,14 @@ display(Markdown(comparison_table(
 
 # %%
 paper_gain = 63.56 - 62.13
-base_final = [100 * r["final_val_miou"] for r in groups[baseline]
-              if r["status"] == "finished"]
+base_final = [100 * r["final_val_miou"] for r in finished(groups[baseline])]
 lift = {name: mean_std([100 * (r["best_val_miou_over_epochs"] - r["final_val_miou"])
-                        for r in recs if r["status"] == "finished"])[0]
+                        for r in finished(recs)])[0]
         for name, recs in groups.items()}
 
 
 def ranking(metric):
-    means = {n: mean_std([r[metric] for r in recs if r["status"] == "finished"])[0]
+    means = {n: mean_std([r[metric] for r in finished(recs)])[0]
              for n, recs in groups.items()}
     return " > ".join(sorted(means, key=means.get, reverse=True))
 
@@ -276,8 +275,7 @@ display(Markdown(values_table(
 
 # %%
 examples = validation_examples(base, data_root=data_root)
-first = {name: next(r for r in recs
-                    if r["status"] == "finished" and r["config"]["seed"] == seeds[0])
+first = {name: next(r for r in finished(recs) if r["config"]["seed"] == seeds[0])
          for name, recs in groups.items()}
 fig = plot_segmentation_grid(
     examples["images"], examples["masks"],

@@ -133,9 +133,7 @@ def check_mask_values(mask: torch.Tensor, info: SegmentationInfo, where: object)
         )
 
 
-# ----------------------------------------------------------------------------------------------
-# Reading the two layouts
-# ----------------------------------------------------------------------------------------------
+# -- Reading the two layouts --
 
 def list_pairs(name: str, folder: PathLike, split: str) -> List[Tuple[Path, Path]]:
     """``(image, mask)`` paths of ``split`` in a dataset folder, every file checked to exist."""
@@ -187,9 +185,7 @@ def load_pair(image_path: Path, mask_path: Path, info: SegmentationInfo) -> Tupl
     return image, mask
 
 
-# ----------------------------------------------------------------------------------------------
-# Joint transforms
-# ----------------------------------------------------------------------------------------------
+# -- Joint transforms --
 
 class JointTransform:
     """The same geometric transform applied to an image and its mask, then ImageNet normalisation.
@@ -271,9 +267,7 @@ def random_crop_pair(image: torch.Tensor, mask: torch.Tensor, size: int,
     return image[:, top:top + size, left:left + size], mask[top:top + size, left:left + size]
 
 
-# ----------------------------------------------------------------------------------------------
-# The dataset
-# ----------------------------------------------------------------------------------------------
+# -- The dataset --
 
 class SegmentationDataset(Dataset):
     """``(image, mask)`` pairs of VOC 2012 or CamVid with joint transforms.
