@@ -37,7 +37,7 @@ import numpy as np
 from scipy import stats
 
 __all__ = ["ALPHA", "DIRECTIONS", "EXACT_PERMUTATIONS", "mean_std", "welch_test", "one_sample_test", "welch_contrast",
-           "verdict_of", "adjust_p", "metric_values", "compare", "jump_epoch", "late_rise", "plateaued",
+           "verdict_of", "adjust_p", "metric_value", "metric_values", "compare", "jump_epoch", "late_rise", "plateaued",
            "epoch_metric", "format_p", "finished", "group_by_label", "summarize",
            "metric_curves"]
 
@@ -188,16 +188,22 @@ def adjust_p(p_values: Sequence[Optional[float]]) -> List[Optional[float]]:
     return out
 
 
-def metric_values(records: Sequence[Dict], metric) -> List[float]:
-    """The run-level value of ``metric`` (a record key, or a function of a record) of each finished run."""
-    done = [r for r in records if r["status"] == "finished"]
+def metric_value(record: Dict, metric) -> Optional[float]:
+    """A run's value of ``metric``: a record key (an error names the run-level values a record has), or
+    a function of a record (which may return ``None`` for a run it cannot measure)."""
     if callable(metric):
-        return [float(metric(r)) for r in done]
-    for r in done:
-        if metric not in r:
-            raise ValueError(f"record {r.get('key', '?')} ({r.get('label')}) has no metric {metric!r}; "
-                             f"its run-level values are {sorted(k for k, v in r.items() if isinstance(v, float))}")
-    return [float(r[metric]) for r in done]
+        value = metric(record)
+    elif metric in record:
+        value = record[metric]
+    else:
+        raise ValueError(f"record {record.get('key', '?')} ({record.get('label')}) has no metric {metric!r}; "
+                         f"its run-level values are {sorted(k for k, v in record.items() if isinstance(v, float))}")
+    return None if value is None else float(value)
+
+
+def metric_values(records: Sequence[Dict], metric) -> List[float]:
+    """The run-level value of ``metric`` (:func:`metric_value`) of each finished run."""
+    return [float(metric_value(r, metric)) for r in finished(records)]
 
 
 def compare(baseline: Sequence[Dict], treatment: Sequence[Dict], metric="final_test_acc",

@@ -14,7 +14,7 @@ from __future__ import annotations
 from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 from .runs import RunStore, flat_configs, load_existing
-from .statistics import finished, format_p, jump_epoch, mean_std, summarize
+from .statistics import finished, format_p, jump_epoch, mean_std, metric_values, summarize
 
 __all__ = ["markdown_table", "settings_table", "values_table", "format_pm", "setting_name",
            "SUMMARY_COLUMNS", "summary_table", "mean_pm", "diff_ci", "comparison_columns",
@@ -116,12 +116,7 @@ def summary_table(groups: Dict[str, Sequence[Dict]], columns: Sequence[Column] =
 def mean_pm(metric: Union[str, Callable[[Dict], float]], scale: float = 100.0, digits: int = 2) -> Cell:
     """A :func:`summary_table` cell: ``mean ± std`` of ``metric`` (a record key, or a function of a
     record) over the setting's finished runs, times ``scale``."""
-    def cell(_, records):
-        done = finished(records)
-        values = [r[metric] if isinstance(metric, str) else metric(r) for r in done]
-        return format_pm(*mean_std(values), scale=scale, digits=digits)
-
-    return cell
+    return lambda _, records: format_pm(*mean_std(metric_values(records, metric)), scale=scale, digits=digits)
 
 
 def diff_ci(comparison: Dict, scale: float = 100.0, digits: int = 2) -> str:

@@ -37,8 +37,8 @@ from typing import Callable, Dict, Iterable, List, Optional, Sequence, Tuple
 from .atomic import read_json, write_json_atomic
 from .runs import RunStore
 from .tables import markdown_table
-from .statistics import (DIRECTIONS, adjust_p, format_p, mean_std, one_sample_test, verdict_of,
-                         welch_contrast, welch_test)
+from .statistics import (DIRECTIONS, adjust_p, finished, format_p, mean_std, metric_value,
+                         one_sample_test, verdict_of, welch_contrast, welch_test)
 
 __all__ = ["VERDICTS", "SOURCES", "CLAIMS_DIR", "Precondition", "runs_compared", "runs_against",
            "runs_contrast", "claim_from_comparison", "stated_claim", "claims_dir", "claim_path",
@@ -97,17 +97,12 @@ def _side(role: str, records: Sequence[Dict], metric, weight: Optional[float] = 
     if not records:
         raise ValueError(f"the {role} needs at least one run record")
     values, seeds, left_out = [], [], []
-    for r in records:
-        if r["status"] != "finished":
-            continue
-        if isinstance(metric, str) and metric not in r:
-            raise ValueError(f"record {r.get('key', '?')} ({r.get('label')}) has no metric {metric!r}; its run-level "
-                             f"values are {sorted(k for k, v in r.items() if isinstance(v, float))}")
-        v = r[metric] if isinstance(metric, str) else metric(r)
+    for r in finished(records):
+        v = metric_value(r, metric)
         if v is None:
             left_out.append({"label": r.get("label"), "seed": _seed(r)})
         else:
-            values.append(float(v))
+            values.append(v)
             seeds.append(_seed(r))
     m, s = mean_std(values)
     side = {"role": role, "labels": sorted({str(r.get("label")) for r in records}), "mean": m, "std": s,
