@@ -89,6 +89,7 @@ from IPython.display import Markdown, display
 
 from lossdecay_lib import schedules as S
 from lossdecay_lib.equivalence import lag_model_multipliers
+from lossdecay_lib.models import count_parameters
 from lossdecay_lib.plots import (plot_curves, plot_final_image_metrics,
                                  plot_pix2pix_curves, plot_pix2pix_grid, plot_schedules,
                                  plot_step_multipliers)
@@ -111,8 +112,7 @@ steps_per_epoch = n_train // sizes.batch_size
 # the paper: 200 epochs of the whole split, batch 1
 paper_epochs, paper_steps_per_epoch = 200, split_sizes["train"]
 paper_steps = paper_epochs * paper_steps_per_epoch
-n_g, n_d = (sum(p.numel() for p in net.parameters())
-            for net in build_pix2pix_networks(base))
+n_g, n_d = map(count_parameters, build_pix2pix_networks(base))
 display(Markdown(settings_table({
     "dataset": f"{dataset}, {DEFAULT_DIRECTION[dataset]}", "training pairs": n_train,
     "test pairs": min(sizes.test_images or 10**9, split_sizes["test"]),
