@@ -142,3 +142,17 @@ def test_comparison_table_one_row_per_comparison():
     c = {"diff": -0.012, "ci95": [-0.03, 0.006], "p": 0.2, "verdict": "inconclusive"}
     assert tables.comparison_table({("decay", "final"): c}, ["treatment", "evaluation"]).splitlines()[2] == \
         "| decay | final | -1.20 (-3.00 to +0.60) | 0.2 | inconclusive |"
+
+
+def test_default_store_is_the_checkouts_records_from_any_folder_in_it(tmp_path, monkeypatch):
+    monkeypatch.delenv("LOSSDECAY_RECORDS", raising=False)
+    checkout, outside = tmp_path / "checkout", tmp_path / "outside"
+    (checkout / "book").mkdir(parents=True)
+    (checkout / "_toc.yml").write_text("root: book/intro\n")
+    outside.mkdir()
+    monkeypatch.chdir(checkout / "book")  # where papermill runs a chapter
+    assert RunStore.default().root == checkout.resolve() / "records"
+    monkeypatch.chdir(outside)  # e.g. Colab, the library installed without a checkout
+    assert RunStore.default().root == outside.resolve() / "records"
+    monkeypatch.setenv("LOSSDECAY_RECORDS", str(tmp_path / "env"))
+    assert RunStore.default().root == tmp_path / "env"
