@@ -35,6 +35,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torchvision.models import resnet as tv_resnet
 
+from ..checks import check_name
 from ._common import init_conv_bn
 
 __all__ = [
@@ -85,9 +86,7 @@ def cached_imagenet_weights(backbone: str) -> Optional[Path]:
 
 
 def _backbone_spec(name: str):
-    if name not in _BACKBONE_SPECS:
-        raise ValueError(f"unknown backbone {name!r}; valid backbones: {', '.join(BACKBONES)}")
-    return _BACKBONE_SPECS[name]
+    return _BACKBONE_SPECS[check_name(name, BACKBONES, "backbone")]
 
 
 def _load_trunk_weights(net: nn.Module, path: Path) -> None:
