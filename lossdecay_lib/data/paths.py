@@ -29,12 +29,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, List, Optional, Tuple, Union
 
+from ..checks import check_name
 from .errors import (
     ChecksumError,
     DatasetNotFoundError,
     MalformedDatasetError,
     UnsafeArchiveError,
-    check_choice,
 )
 
 PathLike = Union[str, "os.PathLike[str]"]
@@ -295,7 +295,7 @@ def find_dataset(
     cache. Raises :class:`DatasetNotFoundError` listing every place looked, and
     :class:`ChecksumError` if an archive is found but does not match its known sha256.
     """
-    check_choice(name, DATASETS, "dataset")
+    check_name(name, DATASETS, "dataset")
     info = DATASETS[name]
     root, origin = _resolve_data_root_with_origin(data_root)
     cache = resolve_cache_dir(cache_dir)
