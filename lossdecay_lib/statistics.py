@@ -36,6 +36,8 @@ from typing import Callable, Dict, Iterable, List, Optional, Sequence, Tuple
 import numpy as np
 from scipy import stats
 
+from .checks import check_one_of
+
 __all__ = ["ALPHA", "DIRECTIONS", "EXACT_PERMUTATIONS", "mean_std", "welch_test", "one_sample_test", "welch_contrast",
            "verdict_of", "adjust_p", "metric_value", "metric_values", "compare", "jump_epoch", "late_rise", "plateaued",
            "epoch_metric", "format_p", "finished", "group_by_label", "summarize",
@@ -166,8 +168,7 @@ def verdict_of(test: Dict, direction: str, p: Optional[float] = None) -> str:
     ``different`` (either sign): "supported" when ``p < ALPHA`` in the claimed direction,
     "contradicted" when ``p < ALPHA`` in the other, else "inconclusive" (a claim of a difference cannot
     be contradicted by a test of difference). ``p`` replaces the test's own (an adjusted p)."""
-    if direction not in DIRECTIONS:
-        raise ValueError(f"direction must be one of {list(DIRECTIONS)}, got {direction!r}")
+    check_one_of("direction", direction, DIRECTIONS)
     p = test["p"] if p is None else p
     if p is None or not math.isfinite(p) or p >= ALPHA or test["diff"] == 0:
         return "inconclusive"

@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Callable, Dict, Iterable, List, Optional, Sequence, Tuple
 
 from .atomic import read_json, write_json_atomic
+from .checks import check_one_of
 from .runs import RunStore
 from .tables import markdown_table
 from .statistics import (DIRECTIONS, adjust_p, finished, format_p, mean_std, metric_value,
@@ -217,14 +218,9 @@ def _check_texts(**texts) -> None:
             raise ValueError(f"{what} must be a non-empty text, got {value!r}")
 
 
-def _check_choice(what: str, value, choices) -> None:
-    if value not in choices:
-        raise ValueError(f"{what} must be one of {list(choices)}, got {value!r}")
-
-
 def _head(chapter, claim_id, claim, paper, source, precondition, kind) -> Dict:
     _check_texts(claim=claim, paper=paper)
-    _check_choice("source", source, SOURCES)
+    check_one_of("source", source, SOURCES)
     if precondition is not None and not isinstance(precondition, Precondition):
         raise ValueError(f"precondition must be a Precondition, got {type(precondition).__name__}")
     return {"chapter": _check_name("chapter", chapter), "claim_id": _check_name("claim_id", claim_id),
@@ -256,7 +252,7 @@ def claim_from_comparison(chapter: str, claim_id: str, claim: str, paper: str, e
     shown (100 and "points" for accuracies stored in [0, 1]). ``precondition``: the claim is
     "untestable at this scale" when it did not hold. ``run``: the chapter's ChapterRun, whose profile
     the claim belongs to (else the records' own profile)."""
-    _check_choice("direction", direction, DIRECTIONS)
+    check_one_of("direction", direction, DIRECTIONS)
     if not isinstance(scale, (int, float)) or isinstance(scale, bool) or not math.isfinite(scale) or scale <= 0:
         raise ValueError(f"scale must be a positive number, got {scale!r}")
     if not isinstance(evidence, dict) or not {"test", "sides", "records"} <= set(evidence):
@@ -280,7 +276,7 @@ def stated_claim(chapter: str, claim_id: str, claim: str, paper: str, *, finding
     checked in float64; a deterministic model): ``finding`` holds its result as fields (JSON-ready,
     shown as "field: value"), ``rule`` says how ``verdict`` follows from them. ``records`` (or ``run``
     for a check without training runs) give the provenance."""
-    _check_choice("verdict", verdict, VERDICTS)
+    check_one_of("verdict", verdict, VERDICTS)
     _check_texts(rule=rule)
     if not isinstance(finding, dict) or not finding:
         raise ValueError(f"finding must be a non-empty dict of fields, got {finding!r}")
