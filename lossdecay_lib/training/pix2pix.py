@@ -42,7 +42,7 @@ from ..equivalence import AdamLagModel
 from ..metrics import ImageScores
 from ..models.pix2pix import PatchDiscriminator, UNetGenerator
 from ..profiles import get_profile, resolve_device
-from ..records import seed_everything
+from ..data.seeding import seed_everything
 from ..schedules import Schedule, constant
 from ..checks import check_name, check_non_negative_int, check_positive_int
 from ..weighting import ScheduledWeight, check_place
