@@ -69,9 +69,9 @@ from myst_nb import glue
 
 from lossdecay_lib import experiments
 from lossdecay_lib.plots import plot_metric_bands
-from lossdecay_lib.records import start_chapter
-from lossdecay_lib.runs import (finished, group_by_label, jump_table, scale_name,
-                                scales_table)
+from lossdecay_lib.provenance import start_chapter
+from lossdecay_lib.statistics import finished, group_by_label
+from lossdecay_lib.tables import jump_table, scale_name, scales_table
 from lossdecay_lib.training import train_classifier, train_seeds
 
 run = start_chapter(profile=profile, seed=seed, data_root=data_root, force=force)

@@ -69,10 +69,10 @@ from myst_nb import glue
 
 from lossdecay_lib import experiments
 from lossdecay_lib.plots import plot_layer_grad_norms, plot_metric_bands
-from lossdecay_lib.records import start_chapter
-from lossdecay_lib.runs import (finished, group_by_label, scale_name, scales_table,
-                                summarize, summary_table)
-from lossdecay_lib.statistics import compare, format_p
+from lossdecay_lib.provenance import start_chapter
+from lossdecay_lib.statistics import (compare, finished, format_p, group_by_label,
+                                      summarize)
+from lossdecay_lib.tables import scale_name, scales_table, summary_table
 from lossdecay_lib.training import train_classifier, train_seeds
 
 run = start_chapter(profile=profile, seed=seed, data_root=data_root, force=force)

@@ -62,7 +62,7 @@ from lossdecay_lib import schedules as S
 from lossdecay_lib.data import CifarBatches, load_cifar10
 from lossdecay_lib.models import PlainNet
 from lossdecay_lib.plots import plot_adam_multiplier, plot_identity_gaps
-from lossdecay_lib.records import start_chapter
+from lossdecay_lib.provenance import start_chapter
 
 run = start_chapter(profile=profile, seed=seed, data_root=data_root)
 sizes = run.profile.equivalence

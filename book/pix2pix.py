@@ -89,12 +89,13 @@ from IPython.display import Markdown, display
 
 from lossdecay_lib import schedules as S
 from lossdecay_lib.equivalence import lag_model_multipliers
+from lossdecay_lib.models import count_parameters
 from lossdecay_lib.plots import (plot_curves, plot_final_image_metrics,
                                  plot_pix2pix_curves, plot_pix2pix_grid, plot_schedules,
                                  plot_step_multipliers)
-from lossdecay_lib.records import start_chapter
-from lossdecay_lib.runs import group_by_label, markdown_table, setting_name
-from lossdecay_lib.statistics import mean_std
+from lossdecay_lib.provenance import start_chapter
+from lossdecay_lib.statistics import finished, group_by_label, mean_std
+from lossdecay_lib.tables import mean_pm, setting_name, settings_table, summary_table
 from lossdecay_lib.training import (Pix2PixConfig, load_samples, train_pix2pix,
                                     train_seeds)
 from lossdecay_lib.data.paired import DEFAULT_DIRECTION, PairedImages
@@ -112,17 +113,17 @@ steps_per_epoch = n_train // sizes.batch_size
 # the paper: 200 epochs of the whole split, batch 1
 paper_epochs, paper_steps_per_epoch = 200, split_sizes["train"]
 paper_steps = paper_epochs * paper_steps_per_epoch
-n_g, n_d = (sum(p.numel() for p in net.parameters())
-            for net in build_pix2pix_networks(base))
-display(Markdown(markdown_table(
-    ["dataset", "training pairs", "test pairs", "image size", "U-Net", "widths (G, D)",
-     "parameters (G, D)", "epochs", "batch", "steps per run", "seeds"],
-    [[f"{dataset}, {DEFAULT_DIRECTION[dataset]}", n_train,
-      min(sizes.test_images or 10**9, split_sizes["test"]),
-      f"{sizes.image_size} x {sizes.image_size}", f"{sizes.num_downs} downsamplings",
-      f"{sizes.ngf}, {sizes.ndf}",
-      f"{n_g / 1e6:.2f} M, {n_d / 1e6:.2f} M", sizes.epochs, sizes.batch_size,
-      steps_per_epoch * sizes.epochs, ", ".join(map(str, seeds))]])))
+n_g, n_d = map(count_parameters, build_pix2pix_networks(base))
+display(Markdown(settings_table({
+    "dataset": f"{dataset}, {DEFAULT_DIRECTION[dataset]}", "training pairs": n_train,
+    "test pairs": min(sizes.test_images or 10**9, split_sizes["test"]),
+    "image size": f"{sizes.image_size} x {sizes.image_size}",
+    "U-Net": f"{sizes.num_downs} downsamplings",
+    "widths (G, D)": f"{sizes.ngf}, {sizes.ndf}",
+    "parameters (G, D)": f"{n_g / 1e6:.2f} M, {n_d / 1e6:.2f} M",
+    "epochs": sizes.epochs, "batch": sizes.batch_size,
+    "steps per run": steps_per_epoch * sizes.epochs,
+    "seeds": ", ".join(map(str, seeds))})))
 
 # %% [markdown]
 # These are the sizes this page ran at (the profile above). The reference pix2pix is a U-Net-256 with
@@ -157,7 +158,7 @@ fig = plot_schedules({
 records = train_seeds(train_pix2pix, configs, seeds, data_root=data_root, force=force)
 groups = group_by_label(records)
 print(f"{len(records)} runs, "
-      f"{sum(r['status'] == 'finished' for r in records)} finished, "
+      f"{len(finished(records))} finished, "
       f"{sum(r.get('wall_seconds', 0) for r in records) / 60:.1f} min "
       "of training in all")
 
@@ -168,9 +169,7 @@ print(f"{len(records)} runs, "
 # left and the real photograph on the right: the layout of the paper's Fig. 5.
 
 # %%
-first = {name: next(r for r in recs if r["status"] == "finished")
-         for name, recs in groups.items()
-         if any(r["status"] == "finished" for r in recs)}
+first = {name: finished(recs)[0] for name, recs in groups.items() if finished(recs)}
 samples = {name: load_samples(r) for name, r in first.items()}
 any_samples = next(iter(samples.values()))
 fig = plot_pix2pix_grid(any_samples["input"],
@@ -189,21 +188,14 @@ fig = plot_pix2pix_grid(any_samples["input"],
 # change larger than its spread over seeds is the least a visible improvement would show.
 
 # %%
-def cell(values, digits):
-    m, s = mean_std(values)
-    return f"{m:.{digits}f} ± {s:.{digits}f}"
-
-
-rows = []
-for name, recs in groups.items():
-    done = [r for r in recs if r["status"] == "finished"]
-    rows.append([setting_name(name, recs), cell([r["final_test_l1"] for r in done], 4),
-                 cell([r["final_test_psnr"] for r in done], 2),
-                 cell([r["final_test_ssim"] for r in done], 4),
-                 cell([r["epochs"][-1]["g_l1_loss"] for r in done], 4)])
-display(Markdown(markdown_table(
-    ["protocol", "test L1", "test PSNR (dB)", "test SSIM", "last-epoch train L1"],
-    rows)))
+named = {setting_name(name, recs): recs for name, recs in groups.items()}
+display(Markdown(summary_table(named, [
+    ("test L1", mean_pm("final_test_l1", scale=1, digits=4)),
+    ("test PSNR (dB)", mean_pm("final_test_psnr", scale=1, digits=2)),
+    ("test SSIM", mean_pm("final_test_ssim", scale=1, digits=4)),
+    ("last-epoch train L1",
+     mean_pm(lambda r: r["epochs"][-1]["g_l1_loss"], scale=1, digits=4))],
+    first="protocol")))
 fig = plot_final_image_metrics(
     groups, title="After the last epoch: each seed (dots), mean ± std (squares)")
 glue("p2p-figure", fig, display=False)
@@ -239,27 +231,35 @@ def second_half(values):
     return sum(values[len(values) // 2:]) / (len(values) - len(values) // 2)
 
 
-mult_rows, mult = [], {}
-for (name, recs), c in zip(groups.items(), configs):
-    done = [r for r in recs if r["status"] == "finished"]
-    half = len(done[0]["epochs"]) // 2 if done else 0
-    measured = [mean_std([e["step_multiplier"] for e in r["epochs"][half:]])[0]
-                for r in done]
-    nominal = [mean_std([e["weight_mean"] * e["lr_mean"] / base.lr
-                         for e in r["epochs"][half:]])[0] for r in done]
-    ours_pred = second_half(lag_model_multipliers(
-        c.weight, c.epochs, steps_per_epoch, c.betas, c.weight_place, c.lr_schedule))
-    paper_pred = second_half(lag_model_multipliers(
-        c.weight, paper_epochs, paper_steps_per_epoch, c.betas, c.weight_place,
-        c.lr_schedule))
-    mult[name] = dict(measured=mean_std(measured)[0], nominal=mean_std(nominal)[0],
-                      paper=paper_pred)
-    mult_rows.append([setting_name(name, recs), cell(measured, 3), cell(nominal, 3),
-                      f"{ours_pred:.3f}", f"{paper_pred:.3f}"])
-display(Markdown(markdown_table(
-    ["protocol", "measured multiplier, 2nd half", "weight x lr factor, 2nd half",
-     f"lag model, {c.epochs * steps_per_epoch} steps (this run)",
-     f"lag model, {paper_steps:,} steps (the paper's run)"], mult_rows)))
+def measured(r):  # a run's step multiplier, mean over the epochs of its second half
+    return second_half([e["step_multiplier"] for e in r["epochs"]])
+
+
+def nominal(r):  # weight x learning-rate factor, the same way
+    return second_half([e["weight_mean"] * e["lr_mean"] / base.lr for e in r["epochs"]])
+
+
+def lag(c, epochs, per_epoch):  # the lag model's multiplier, mean over the second half
+    return second_half(lag_model_multipliers(c.weight, epochs, per_epoch, c.betas,
+                                             c.weight_place, c.lr_schedule))
+
+
+ours_pred = {n: lag(c, c.epochs, steps_per_epoch)
+             for n, c in zip(named, configs)}
+paper_pred = {n: lag(c, paper_epochs, paper_steps_per_epoch)
+              for n, c in zip(named, configs)}
+mult = {name: dict(measured=mean_std([measured(r) for r in finished(recs)])[0],
+                   nominal=mean_std([nominal(r) for r in finished(recs)])[0],
+                   paper=paper_pred[label])
+        for (name, recs), label in zip(groups.items(), named)}
+display(Markdown(summary_table(named, [
+    ("measured multiplier, 2nd half", mean_pm(measured, scale=1, digits=3)),
+    ("weight x lr factor, 2nd half", mean_pm(nominal, scale=1, digits=3)),
+    (f"lag model, {configs[0].epochs * steps_per_epoch} steps (this run)",
+     lambda n, _: ours_pred[n]),
+    (f"lag model, {paper_steps:,} steps (the paper's run)",
+     lambda n, _: paper_pred[n])],
+    first="protocol", digits=3)))
 
 # %% [markdown]
 # The measured multiplier is averaged over the second half of each run's steps, then over seeds. The last

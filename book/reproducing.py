@@ -48,8 +48,9 @@ from lossdecay_lib.chapters import (execution_timings, list_chapters, load_timin
                                     repo_root, timings_path)
 from lossdecay_lib.plots import plot_chapter_times
 from lossdecay_lib.profiles import PROFILES, Profile
-from lossdecay_lib.records import start_chapter
-from lossdecay_lib.runs import RunStore, markdown_table
+from lossdecay_lib.provenance import start_chapter
+from lossdecay_lib.runs import RunStore
+from lossdecay_lib.tables import markdown_table
 from lossdecay_lib.verdict import chapter_titles, load_claims
 
 run = start_chapter(profile=profile, seed=seed)

@@ -50,7 +50,7 @@ seed = 0  # seeds the random-weight schedules drawn below
 from myst_nb import glue
 from lossdecay_lib import schedules as S
 from lossdecay_lib.plots import plot_schedules
-from lossdecay_lib.records import start_chapter
+from lossdecay_lib.provenance import start_chapter
 
 run = start_chapter(profile=profile, seed=seed)
 

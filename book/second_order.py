@@ -82,10 +82,11 @@ from myst_nb import glue
 from lossdecay_lib import experiments
 from lossdecay_lib.plots import (plot_curvature_along_training, plot_metric_bands,
                                  plot_quadratic_check)
-from lossdecay_lib.records import start_chapter
-from lossdecay_lib.runs import (finished, group_by_label, markdown_table, scale_name,
-                                scales_table, summarize)
-from lossdecay_lib.statistics import compare, format_p, jump_epoch, mean_std
+from lossdecay_lib.provenance import start_chapter
+from lossdecay_lib.statistics import (compare, finished, group_by_label, jump_epoch,
+                                      mean_std)
+from lossdecay_lib.tables import (comparison_columns, mean_pm, scale_name, scales_table,
+                                  summary_table, values_table)
 from lossdecay_lib.tracking import last_epoch_above_threshold, measurement_cost
 from lossdecay_lib.training import AUTHORS_SGD, train_classifier, train_seeds
 
@@ -123,15 +124,14 @@ fig = plot_metric_bands({"test accuracy": groups},
 # took, as recorded:
 
 # %%
-rows = []
-for name, recs in groups.items():
-    cost = measurement_cost(recs)
-    rows.append([name, f"{cost['measurements_per_run']:.0f}",
-                 f"{100 * cost['share_mean']:.0f} +- {100 * cost['share_std']:.0f}",
-                 f"{cost['hvps_per_sharpness']:.1f}", cost["runs"]])
-display(Markdown(markdown_table(
-    ["setting", "measurements per run", "share of wall time (%)",
-     "products per sharpness estimate", "runs timed"], rows)))
+costs = {name: measurement_cost(recs) for name, recs in groups.items()}
+display(Markdown(values_table({name: {
+    "measurements per run": c["measurements_per_run"],
+    "share of wall time (%)": (100 * c["share_mean"], 100 * c["share_std"]),
+    "products per sharpness estimate": c["hvps_per_sharpness"], "runs timed": c["runs"]}
+    for name, c in costs.items()}, formats={
+    "measurements per run": "{:.0f}", "share of wall time (%)": "{:.0f} ± {:.0f}",
+    "products per sharpness estimate": "{:.1f}"})))
 
 # %% [markdown]
 # ## 1. Does $g^T H g$ grow by an order of magnitude while $g^T g$ does not?
@@ -149,10 +149,9 @@ glue("so-figure", fig, display=False)
 # what happens once learning is under way.
 
 # %%
-rows, growth = [], {}  # growth[name][key]: last-fifth mean / first-fifth mean
+fifths, growth = {}, {}  # growth[name][key]: last-fifth mean / first-fifth mean
 for name, recs in groups.items():
-    cells = [name]
-    for key in ("gTg", "gTHg"):
+    for key, term in (("gTg", "g^T g"), ("gTHg", "g^T H g")):
         # after the first epoch
         series = [[row[key] for row in r.get("curvature", []) if row["epoch"] >= 1]
                   for r in finished(recs)]
@@ -161,12 +160,12 @@ for name, recs in groups.items():
         first = mean_std([v for s in series for v in s[:k]])[0]
         last = mean_std([v for s in series for v in s[-k:]])[0]
         growth.setdefault(name, {})[key] = last / first if first > 0 else None
-        cells += [f"{first:.3g}", f"{last:.3g}",
-                  f"{last / first:.2g}" if first > 0 else "-"]
-    rows.append(cells)
-display(Markdown(markdown_table(
-    ["setting", "g^T g, first fifth", "last fifth", "ratio", "g^T H g, first fifth",
-     "last fifth", "ratio"], rows)))
+        fifths.setdefault(name, {}).update({
+            f"{term}: first fifth": first, f"{term}: last fifth": last,
+            f"{term}: ratio": growth[name][key]})
+headers = next(iter(fifths.values()))
+display(Markdown(values_table(fifths, formats={
+    h: "{:.2g}" if h.endswith("ratio") else "{:.3g}" for h in headers})))
 
 # %% [markdown]
 # ## 2. Where does the quadratic model hold?
@@ -195,16 +194,14 @@ for name, recs in groups.items():
 
 # %%
 # timing[name]: (jump epochs, last epochs above the threshold), one per run
-rows, timing = [], {}
-for name, recs in groups.items():
-    jumps = [jump_epoch(r)[0] for r in recs]
-    crossings = [last_epoch_above_threshold(r, momentum, weight_decay) for r in recs]
-    timing[name] = (jumps, crossings)
-    j, x = mean_std(jumps), mean_std(crossings)
-    rows.append([name, f"{j[0]:.1f} +- {j[1]:.1f}",
-                 f"{x[0]:.1f} +- {x[1]:.1f}" if any(crossings) else "never above"])
-display(Markdown(markdown_table(
-    ["setting", "jump epoch", "last epoch above the threshold"], rows)))
+timing = {name: ([jump_epoch(r)[0] for r in recs],
+                 [last_epoch_above_threshold(r, momentum, weight_decay) for r in recs])
+          for name, recs in groups.items()}
+display(Markdown(values_table({name: {
+    "jump epoch": mean_std(jumps),
+    "last epoch above the threshold":
+        mean_std(crossings) if any(crossings) else "never above"}
+    for name, (jumps, crossings) in timing.items()}, formats="{:.1f} ± {:.1f}")))
 
 # %% [markdown]
 # ## 4. What would an automatic schedule look like?
@@ -226,18 +223,12 @@ fig = plot_metric_bands(
 
 # %%
 base = groups["constant weight 1"]
-rows = []
-for name, recs in groups.items():
-    s = summarize(recs)
-    c = compare(base, recs)
-    rows.append([name, f"{100 * s['final_mean']:.1f} +- {100 * s['final_std']:.1f}"]
-                + (["-"] * 3 if name == "constant weight 1" else
-                   [f"{100 * c['diff']:+.1f} "
-                   f"({100 * c['ci95'][0]:+.1f} to {100 * c['ci95'][1]:+.1f})",
-                    format_p(c["p"]), c["verdict"]]) + [len(s["seeds"])])
-display(Markdown(markdown_table(
-    ["setting", "final test accuracy (%)", "vs constant weight (points, 95% CI)",
-     "Welch p", "better than constant?", "seeds"], rows)))
+diffs = {name: compare(base, recs) for name, recs in groups.items()
+         if name != "constant weight 1"}
+display(Markdown(summary_table(groups, [
+    ("final test accuracy (%)", mean_pm("final_test_acc", digits=1)),
+    *comparison_columns(diffs, "vs constant weight (points, 95% CI)",
+                        "better than constant?", digits=1), "seeds"])))
 
 # %% [markdown]
 # The quadratic model does not ask for a late decay to zero by itself: the curvature-set weight follows

@@ -67,9 +67,11 @@ from IPython.display import Markdown, display
 from lossdecay_lib import schedules as S
 from lossdecay_lib.plots import (plot_schedules, plot_segmentation_curves,
                                  plot_segmentation_grid)
-from lossdecay_lib.records import start_chapter
-from lossdecay_lib.runs import group_by_label, markdown_table
-from lossdecay_lib.statistics import compare, epoch_metric, format_p, mean_std
+from lossdecay_lib.provenance import start_chapter
+from lossdecay_lib.statistics import (compare, epoch_metric, finished, group_by_label,
+                                      mean_std)
+from lossdecay_lib.tables import (comparison_table, mean_pm, settings_table,
+                                  summary_table, values_table)
 from lossdecay_lib.training import SegmentationConfig, train_segmenter
 from lossdecay_lib.training.segmentation import (load_val_predictions,
                                                  validation_examples)
@@ -81,12 +83,13 @@ seeds = run.seeds
 base = SegmentationConfig.from_profile(run.profile.name, dataset=dataset)
 base.validate()  # a bad dataset name fails here, naming the valid ones
 side = "as stored" if sizes.image_size is None else f"short side {sizes.image_size} px"
-display(Markdown(markdown_table(
-    ["dataset", "training images", "val images", "image size", "crop", "epochs",
-     "batch", "network", "backbone init", "seeds"],
-    [[dataset, sizes.train_images or "all", sizes.val_images or "all", side, sizes.crop,
-      sizes.epochs, sizes.batch_size, f"PSPNet, dilated {sizes.backbone}",
-      "ImageNet" if base.pretrained else "random", ", ".join(map(str, seeds))]])))
+display(Markdown(settings_table({
+    "dataset": dataset, "training images": sizes.train_images or "all",
+    "val images": sizes.val_images or "all", "image size": side, "crop": sizes.crop,
+    "epochs": sizes.epochs, "batch": sizes.batch_size,
+    "network": f"PSPNet, dilated {sizes.backbone}",
+    "backbone init": "ImageNet" if base.pretrained else "random",
+    "seeds": ", ".join(map(str, seeds))})))
 
 # %% [markdown]
 # ## How this differs from the paper
@@ -187,23 +190,12 @@ paper_miou = {baseline: "62.13",
               "gradient weight 2 -> 0": "63.56 (schedule not stated)"}
 
 
-def pm(values, scale=100.0):
-    m, s = mean_std([scale * v for v in values])
-    return f"{m:.2f} +- {s:.2f}"
-
-
-rows = []
-for name, recs in groups.items():
-    done = [r for r in recs if r["status"] == "finished"]
-    rows.append([name, paper_miou.get(name, "-"),
-                 pm([r["final_val_miou"] for r in done]),
-                 pm([r["best_val_miou_over_epochs"] for r in done]),
-                 pm([r["final_val_pixel_acc"] for r in done]),
-                 len(done), len(recs) - len(done)])
-display(Markdown(markdown_table(
-    ["setting", "paper: mIoU % (VOC, PSPNet-101)",
-     f"ours: final-epoch mIoU % ({dataset})", "ours: best epoch on val %",
-     "ours: final pixel acc. %", "seeds", "diverged"], rows)))
+display(Markdown(summary_table(groups, [
+    ("paper: mIoU % (VOC, PSPNet-101)", lambda name, _: paper_miou.get(name, "-")),
+    (f"ours: final-epoch mIoU % ({dataset})", mean_pm("final_val_miou")),
+    ("ours: best epoch on val %", mean_pm("best_val_miou_over_epochs")),
+    ("ours: final pixel acc. %", mean_pm("final_val_pixel_acc")),
+    "seeds", "diverged"])))
 
 # %% [markdown]
 # ### Differences from the baseline
@@ -220,17 +212,10 @@ mid = max(0, sizes.epochs // 2 - 1)  # the epoch that ends the first half of the
 evaluations = {"final epoch": "final_val_miou",
                f"halfway (epoch {mid + 1} of {sizes.epochs})":
                    epoch_metric("val_miou", mid)}
-rows, diffs = [], {}
-for name in treatments:
-    for what, metric in evaluations.items():
-        c = diffs[name, what] = compare(groups[baseline], groups[name], metric=metric)
-        rows.append([name, what,
-                     f"{100 * c['diff']:+.2f} "
-                     f"({100 * c['ci95'][0]:+.2f} to {100 * c['ci95'][1]:+.2f})",
-                     format_p(c["p"]), c["verdict"]])
-display(Markdown(markdown_table(
-    ["treatment", "evaluation", "difference to baseline (points, 95% CI)", "Welch p",
-     "verdict"], rows)))
+diffs = {(name, what): compare(groups[baseline], groups[name], metric=metric)
+         for name in treatments for what, metric in evaluations.items()}
+display(Markdown(comparison_table(
+    diffs, ["treatment", "evaluation"], "difference to baseline (points, 95% CI)")))
 
 # %% [markdown]
 # ### The gain against the noise
@@ -240,15 +225,14 @@ display(Markdown(markdown_table(
 
 # %%
 paper_gain = 63.56 - 62.13
-base_final = [100 * r["final_val_miou"] for r in groups[baseline]
-              if r["status"] == "finished"]
+base_final = [100 * r["final_val_miou"] for r in finished(groups[baseline])]
 lift = {name: mean_std([100 * (r["best_val_miou_over_epochs"] - r["final_val_miou"])
-                        for r in recs if r["status"] == "finished"])[0]
+                        for r in finished(recs)])[0]
         for name, recs in groups.items()}
 
 
 def ranking(metric):
-    means = {n: mean_std([r[metric] for r in recs if r["status"] == "finished"])[0]
+    means = {n: mean_std([r[metric] for r in finished(recs)])[0]
              for n, recs in groups.items()}
     return " > ".join(sorted(means, key=means.get, reverse=True))
 
@@ -275,16 +259,12 @@ display(Markdown("\n".join([
 
 # %%
 class_names = records[0]["data"]["class_names"]
-rows = []
-for cls in class_names:
-    row = [cls]
-    for name, recs in groups.items():
-        vals = [r["final_val_per_class_iou"][cls] for r in recs
-                if r["status"] == "finished"
-                and r["final_val_per_class_iou"][cls] is not None]
-        row.append(f"{100 * mean_std(vals)[0]:.1f}" if vals else "-")
-    rows.append(row)
-display(Markdown(markdown_table(["class"] + names, rows)))
+iou = {cls: {name: [100 * r["final_val_per_class_iou"][cls] for r in finished(recs)
+                    if r["final_val_per_class_iou"][cls] is not None]
+             for name, recs in groups.items()} for cls in class_names}
+display(Markdown(values_table(
+    {cls: {name: mean_std(v)[0] if v else None for name, v in by_name.items()}
+     for cls, by_name in iou.items()}, first="class", formats="{:.1f}")))
 
 # %% [markdown]
 # ## Fig. 6, reproduced
@@ -295,8 +275,7 @@ display(Markdown(markdown_table(["class"] + names, rows)))
 
 # %%
 examples = validation_examples(base, data_root=data_root)
-first = {name: next(r for r in recs
-                    if r["status"] == "finished" and r["config"]["seed"] == seeds[0])
+first = {name: next(r for r in finished(recs) if r["config"]["seed"] == seeds[0])
          for name, recs in groups.items()}
 fig = plot_segmentation_grid(
     examples["images"], examples["masks"],

@@ -34,12 +34,13 @@
 #
 # With some thirty claims tested at once, a few would pass at 5% by chance alone, so the table gives
 # beside each p the p adjusted across all the book's tested claims (Benjamini-Hochberg: it bounds the
-# expected share of false findings among the claims called supported or contradicted) and the verdict
-# at that adjusted p; the summary below uses the adjusted verdicts. With three seeds a side an exact
+# expected share of false findings among the claims called supported or contradicted), and the verdict
+# at that adjusted p (with the claim's own verdict where the adjustment changes it); the summary below
+# uses the adjusted verdicts. With three seeds a side an exact
 # permutation test, shown beside Welch's, cannot go below p = 0.1: it is a check that needs no
 # normality, not the verdict. In the "ours" column a difference comes with its 95% confidence
-# interval and each side as mean ± standard deviation over its runs, then the profile, runs, seeds and
-# training time of the records behind it.
+# interval and each side as mean ± standard deviation over its runs, then the test, and the profile,
+# runs, seeds and training time of the records behind it.
 
 # %% tags=["remove-cell"]
 # Colab, or anywhere the library is missing: install it quietly, pinned to the book's branch.
@@ -63,8 +64,8 @@ from IPython.display import Markdown, display
 
 from lossdecay_lib.chapters import list_chapters, repo_root
 from lossdecay_lib.plots import plot_claim_differences
-from lossdecay_lib.records import start_chapter
-from lossdecay_lib.runs import markdown_table
+from lossdecay_lib.provenance import start_chapter
+from lossdecay_lib.tables import markdown_table
 from lossdecay_lib.verdict import (VERDICTS, adjust_claims, chapter_titles,
                                    chapters_with_claims, claims_dir, claims_summary,
                                    load_claims, verdict_counts, verdict_sentences,
@@ -85,12 +86,12 @@ try:  # in a checkout: chapter titles, and which chapters store claims
     root = repo_root()
     chapters = [n for n in list_chapters(root) if n != "verdict"]
     testing = chapters_with_claims(root, chapters)
-    titles = chapter_titles(root)
+    titles = chapter_titles(root, short=True)
 except FileNotFoundError:  # e.g. Colab without a checkout: the claims of this session
     chapters, testing, titles = [], [], {}
 order = {name: i for i, name in enumerate(chapters)}
 claims.sort(key=lambda c: order.get(c["chapter"], len(chapters)))  # book order
-short = lambda name: titles.get(name, name).split(" (")[0]  # noqa: E731
+short = lambda name: titles.get(name, name)  # noqa: E731
 for source, heading in (("paper", "The paper's claims"),
                         ("book", "Comparisons the book adds")):
     these = [c for c in claims if c["source"] == source]

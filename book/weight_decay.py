@@ -62,10 +62,11 @@ from lossdecay_lib import schedules as S
 from lossdecay_lib.data import CifarBatches, load_cifar10
 from lossdecay_lib.models import PlainNet
 from lossdecay_lib.plots import plot_layer_curves, plot_metric_bands, plot_step_scales
-from lossdecay_lib.records import start_chapter
-from lossdecay_lib.runs import group_by_label, markdown_table, summarize
-from lossdecay_lib.statistics import (ALPHA, compare, format_p, metric_values,
-                                      verdict_of, welch_contrast)
+from lossdecay_lib.provenance import start_chapter
+from lossdecay_lib.statistics import (ALPHA, compare, format_p, group_by_label,
+                                      metric_values, summarize, verdict_of,
+                                      welch_contrast)
+from lossdecay_lib.tables import markdown_table
 from lossdecay_lib.training import AUTHORS_SGD, train_classifier, train_seeds
 
 run = start_chapter(profile=profile, seed=seed, data_root=data_root, force=force)

@@ -1,17 +1,19 @@
 """Files that are either whole or absent: write to a temporary file beside the target, then rename.
 
-Used for every file the library writes (run records, checkpoints, decoded-data caches), so a kill at
-any moment leaves the old file or the new one, never half of one.
+Used for every file the library writes (run records, claims, checkpoints, decoded-data caches), so a
+kill at any moment leaves the old file or the new one, never half of one. JSON files (records, claims,
+timings) are written with :func:`write_json_atomic` and read with :func:`read_json`.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 from pathlib import Path
-from typing import Callable, Union
+from typing import Any, Callable, Union
 
-__all__ = ["write_atomically"]
+__all__ = ["write_atomically", "write_json_atomic", "read_json"]
 
 
 def write_atomically(path: Union[str, "os.PathLike[str]"], write: Callable[[Path], None]) -> Path:
@@ -36,3 +38,14 @@ def write_atomically(path: Union[str, "os.PathLike[str]"], write: Callable[[Path
         if os.path.exists(temporary):
             os.remove(temporary)
     return path
+
+
+def write_json_atomic(path: Union[str, Path], obj: Any) -> Path:
+    """Write ``obj`` as JSON to ``path``, whole or not at all (:func:`write_atomically`)."""
+    text = json.dumps(obj, indent=1, sort_keys=True)  # a bad object never touches the disk
+    return write_atomically(path, lambda tmp: tmp.write_text(text))
+
+
+def read_json(path: Union[str, Path]) -> Any:
+    with open(path) as f:
+        return json.load(f)

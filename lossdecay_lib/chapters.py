@@ -108,14 +108,13 @@ def run_chapters(root: Path, out_dir: Path, parameters: Dict, only: Sequence[str
     if unknown:
         raise ValueError(f"unknown chapter(s) {', '.join(unknown)}; chapters: {', '.join(chapters)}")
     check_parameter_names(root, only or chapters, parameters)
+    from .checks import check_non_negative_int
     from .profiles import get_profile
-    from .records import check_parameters
+    from .provenance import check_parameters
     from .runs import TRAINED_LOG_ENV
 
     profile = get_profile(str(parameters.get("profile", "auto"))).name  # "auto" becomes cpu or gpu
-    seed = parameters.get("seed", 0)
-    if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
-        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+    check_non_negative_int("seed", parameters.get("seed", 0))
     check_parameters(**{k: v for k, v in parameters.items() if k not in ("profile", "seed", "device")})
     out_dir.mkdir(parents=True, exist_ok=True)
     timings = {}
@@ -175,7 +174,7 @@ def execution_timings() -> Dict[str, Dict]:
 
 
 def _merge_timing(path: Path, name: str, entry: Dict) -> None:
-    from .records import write_json_atomic
+    from .atomic import write_json_atomic
 
     old = json.loads(path.read_text()) if path.is_file() else {}
     old[name] = entry
@@ -195,7 +194,7 @@ def check_parameter_names(root: Path, chapters: Sequence[str], parameters: Dict)
 
     Papermill itself only warns and injects it anyway, so a typo (``-p profil gpu``) would run every
     chapter at its defaults. The values are checked by each chapter's first cell
-    (:func:`lossdecay_lib.records.start_chapter`).
+    (:func:`lossdecay_lib.provenance.start_chapter`).
     """
     declared = set()
     for name in chapters:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Iterable, Optional
 
-__all__ = ["check_name", "check_positive_int", "check_non_negative_int"]
+__all__ = ["check_name", "check_one_of", "check_positive_int", "check_non_negative_int"]
 
 
 def check_name(value, valid: Iterable[str], what: str, plural: Optional[str] = None) -> str:
@@ -17,6 +17,15 @@ def check_name(value, valid: Iterable[str], what: str, plural: Optional[str] = N
     valid = tuple(valid)
     if not isinstance(value, str) or value not in valid:
         raise ValueError(f"unknown {what} {value!r}; valid {plural or what + 's'}: {', '.join(valid)}")
+    return value
+
+
+def check_one_of(name: str, value, choices: Iterable):
+    """``value`` if it is one of ``choices`` (of any type), else ``ValueError("<name> must be one of
+    [...], got <value>")``."""
+    choices = list(choices)
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {choices}, got {value!r}")
     return value
 
 

@@ -187,7 +187,7 @@ def plot_curves(x, series: Dict[str, Sequence[float]], xlabel: str, ylabel: str,
 def draw_band(ax, records, metric: str, color: str, label: str, **line) -> bool:
     """On ``ax``: the per-epoch mean of ``metric`` over the finished ``records`` (a line) and +- one
     standard deviation (a band). Returns whether there was anything to draw; ``line`` styles the line."""
-    from .runs import metric_curves
+    from .statistics import metric_curves
 
     xs, mean, std = metric_curves(records, metric)
     if not xs:
@@ -205,9 +205,9 @@ def plot_metric_bands(panels, metric: str = "test_acc", ylabel: str = "test accu
 
     ``panels``: ``{panel title: {label: [records of that setting, one per seed]}}``. Diverged runs are
     not averaged in: they are counted in the legend as ``(k diverged)``; runs allowed negative weights
-    say so there too (:func:`lossdecay_lib.runs.setting_name`).
+    say so there too (:func:`lossdecay_lib.tables.setting_name`).
     """
-    from .runs import setting_name
+    from .tables import setting_name
 
     n = len(panels)
     fig, axes = _grid(n, min(ncols, n), 5.4, 3.6, sharey=True)
@@ -332,9 +332,9 @@ def plot_segmentation_curves(groups, title: str = "", metrics=SEGMENTATION_CURVE
 
     ``groups``: ``{label: [records of that setting, one per seed]}``; ``metrics``: ``(key, axis label)``
     pairs of the records' ``epochs`` entries. The legend names settings by
-    :func:`lossdecay_lib.runs.setting_name` (diverged runs counted, not averaged; negative weights said).
+    :func:`lossdecay_lib.tables.setting_name` (diverged runs counted, not averaged; negative weights said).
     """
-    from .runs import setting_name
+    from .tables import setting_name
 
     fig, axes = _grid(len(metrics), 2, 5.4, 3.3)
     for ax, (metric, ylabel) in zip(axes.flat, metrics):
@@ -473,7 +473,8 @@ def plot_step_multipliers(groups, base_lr: float, title: str = ""):
     the nominal one, ``weight x learning-rate factor``: what multiplying the learning rate by the weight
     would give.
     """
-    from .runs import metric_curves, setting_name
+    from .statistics import metric_curves
+    from .tables import setting_name
     from .statistics import mean_std
 
     fig, axes = _grid(len(groups), 2, 5.4, 3.2, sharey=True)
@@ -497,7 +498,7 @@ def plot_final_image_metrics(groups, metrics=(("final_test_l1", "test L1 (lower 
                                               ("final_test_psnr", "test PSNR, dB (higher is better)"),
                                               ("final_test_ssim", "test SSIM (higher is better)")), title: str = ""):
     """One panel per run-level metric, one row per setting: each seed's value (dots) and mean +- std (bar)."""
-    from .runs import setting_name
+    from .tables import setting_name
     from .statistics import mean_std
 
     labels = list(groups)
@@ -558,7 +559,7 @@ def plot_layer_curves(groups, key: str, layers: Sequence[int], ylabel: str, titl
     than a decade, the mean and spread are those of log10 (geometric mean, a band that stays positive),
     on a log axis.
     """
-    from .runs import setting_name
+    from .tables import setting_name
 
     first = next((r for recs in groups.values() for r in recs if r.get("layers")), None)
     names = first["layers"] if first else []
@@ -587,7 +588,7 @@ def plot_step_scales(groups, title: str = "What the optimizer is asked to do, pe
     the gradient), and the coupled weight decay's shrink per step, ``lr x weight-decay factor`` (see
     :func:`lossdecay_lib.weighting.decay_per_step`; before momentum's ``1 / (1 - mu)``). Means over
     the epoch's steps and over seeds."""
-    from .runs import setting_name
+    from .tables import setting_name
     from .weighting import decay_per_step
 
     fig, axes = _grid(2, 2, 5.5, 3.9)

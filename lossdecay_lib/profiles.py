@@ -17,7 +17,7 @@ The sizes live here and nowhere else; a chapter reads ``get_profile(profile).<se
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Dict, Optional, Tuple
 
 import torch
@@ -64,11 +64,12 @@ class ClassificationSizes:
 
     def table(self, seeds, network: str) -> str:
         """The sizes a chapter runs at, as a Markdown table (each chapter states them at its top)."""
+        from .tables import markdown_table
+
         head = ["training images", "test images", "image size", "epochs", "batch", "network", "seeds"]
         row = [f"{self.train_images:,}", f"{self.test_images:,}", f"{self.image_size}x{self.image_size}",
                self.epochs, self.batch_size, network, ", ".join(map(str, seeds))]
-        table = "\n".join(["| " + " | ".join(head) + " |", "|" + "---|" * len(head),
-                           "| " + " | ".join(map(str, row)) + " |"])
+        table = markdown_table(head, [row])
         if self.image_size < 32:
             table += (f"\n\nImages are average-pooled from 32x32 to {self.image_size}x{self.image_size} so that a "
                       f"2-core CPU can train on all {self.train_images:,} of them; the compute goes to depth "
@@ -122,64 +123,64 @@ class Pix2PixSizes:
 class Profile:
     name: str
     description: str
-    seeds: int  # seeds per comparison
-    curve_steps_per_epoch: int  # how finely schedule curves are sampled in figures
     equivalence: EquivalenceSizes
     classification: ClassificationSizes
     curvature: CurvatureSizes
     segmentation: SegmentationSizes
     pix2pix: Pix2PixSizes
+    seeds: int = 3  # seeds per comparison
+    curve_steps_per_epoch: int = 50  # how finely schedule curves are sampled in figures
 
-    def as_dict(self) -> Dict:
-        return asdict(self)
 
+# Sizes two profiles share (cpu renders segmentation and pix2pix at the quick sizes; gpu and paper
+# check the equivalence on the same network).
+_SMALL_EQUIVALENCE = EquivalenceSizes(steps=60, batch_size=32, per_class=64, depth=6, width=8)
+_LARGE_EQUIVALENCE = EquivalenceSizes(steps=200, batch_size=64, per_class=128, depth=8, width=16)
+_SMALL_SEGMENTATION = SegmentationSizes(backbone="resnet18", train_images=80, val_images=24, crop=64,
+                                        image_size=72, epochs=8, batch_size=4)
+_SMALL_PIX2PIX = Pix2PixSizes(train_images=64, test_images=30, image_size=128, num_downs=7, ngf=16, ndf=16,
+                              epochs=10, batch_size=1)
 
 PROFILES: Dict[str, Profile] = {
     "smoke": Profile(
         name="smoke",
         description="tests: every chapter well under a minute on 2 CPU cores",
-        seeds=1,
-        curve_steps_per_epoch=5,
         equivalence=EquivalenceSizes(steps=20, batch_size=16, per_class=16, depth=6, width=8),
         classification=ClassificationSizes(train_per_class=10, test_per_class=10, epochs=2, batch_size=50, depths=(6, 8), width=4, resnet_width=4),
         curvature=CurvatureSizes(train_per_class=10, epochs=2, batch_size=50, depth=6, width=4, every=1, sharpness_every=2),
         segmentation=SegmentationSizes(backbone="resnet18", train_images=4, val_images=3, crop=48, image_size=48, epochs=1, batch_size=2),
         pix2pix=Pix2PixSizes(train_images=4, test_images=3, image_size=64, num_downs=6, ngf=8, ndf=8, epochs=2, batch_size=1),
+        seeds=1,
+        curve_steps_per_epoch=5,
     ),
     "quick": Profile(
         name="quick",
         description="results in minutes on a laptop CPU: 2,000 CIFAR-10 training images, 20 epochs",
-        seeds=3,
-        curve_steps_per_epoch=50,
-        equivalence=EquivalenceSizes(steps=60, batch_size=32, per_class=64, depth=6, width=8),
+        equivalence=_SMALL_EQUIVALENCE,
         classification=ClassificationSizes(train_per_class=200, test_per_class=100, epochs=20, batch_size=100, depths=(40, 50), width=8, resnet_width=8),
         curvature=CurvatureSizes(train_per_class=200, epochs=15, batch_size=100, depth=12, width=8, every=20, sharpness_every=3, measure_batch=50),
-        segmentation=SegmentationSizes(backbone="resnet18", train_images=80, val_images=24, crop=64, image_size=72, epochs=8, batch_size=4),
-        pix2pix=Pix2PixSizes(train_images=64, test_images=30, image_size=128, num_downs=7, ngf=16, ndf=16, epochs=10, batch_size=1),
+        segmentation=_SMALL_SEGMENTATION,
+        pix2pix=_SMALL_PIX2PIX,
     ),
     "cpu": Profile(
         name="cpu",
         description=("the rendered book on a CPU: all 50,000 CIFAR-10 training images and 10,000 test images, "
                      "average-pooled to 16x16 so that a 2-core CPU can train on all of them, 20 epochs"),
-        seeds=3,
-        curve_steps_per_epoch=50,
-        equivalence=EquivalenceSizes(steps=60, batch_size=32, per_class=64, depth=6, width=8),
+        equivalence=_SMALL_EQUIVALENCE,
         classification=ClassificationSizes(train_per_class=None, test_per_class=None, epochs=20, batch_size=128,
                                            depths=(40, 50), width=8, resnet_width=8, image_size=16,
                                            curvature_every=100, sharpness_every=3, measure_batch=50,
                                            extra_baselines=("cosine lr",)),
         curvature=CurvatureSizes(train_per_class=None, epochs=20, batch_size=128, depth=40, width=8, every=100,
                                  sharpness_every=3, measure_batch=50, image_size=16),
-        segmentation=SegmentationSizes(backbone="resnet18", train_images=80, val_images=24, crop=64, image_size=72, epochs=8, batch_size=4),
-        pix2pix=Pix2PixSizes(train_images=64, test_images=30, image_size=128, num_downs=7, ngf=16, ndf=16, epochs=10, batch_size=1),
+        segmentation=_SMALL_SEGMENTATION,
+        pix2pix=_SMALL_PIX2PIX,
     ),
     "gpu": Profile(
         name="gpu",
         description=("all of CIFAR-10 at 32x32 on one GPU, 8 epochs: the four classification chapters sized for "
                      "8 minutes on one H200 (an estimate, not yet measured: benchmarks/gpu_book.py estimate)"),
-        seeds=3,
-        curve_steps_per_epoch=50,
-        equivalence=EquivalenceSizes(steps=200, batch_size=64, per_class=128, depth=8, width=16),
+        equivalence=_LARGE_EQUIVALENCE,
         # Sized by benchmarks/gpu_book.py estimate (training FLOPs counted, throughput assumed: 35 TFLOP/s for
         # the plain networks and 150 for ResNet-34 with several runs sharing the GPU): about 6.7 minutes of
         # training for the four classification chapters (30 epochs and a width-64 ResNet: about 33).
@@ -194,9 +195,7 @@ PROFILES: Dict[str, Profile] = {
     "paper": Profile(
         name="paper",
         description="the paper's own protocol (epochs, batch sizes, networks)",
-        seeds=3,
-        curve_steps_per_epoch=50,
-        equivalence=EquivalenceSizes(steps=200, batch_size=64, per_class=128, depth=8, width=16),
+        equivalence=_LARGE_EQUIVALENCE,
         classification=ClassificationSizes(train_per_class=None, test_per_class=None, epochs=100, batch_size=128, depths=(40, 50), width=16, resnet_width=64),
         curvature=CurvatureSizes(train_per_class=None, epochs=100, batch_size=128, depth=40, width=16, every=200, sharpness_every=2),
         segmentation=SegmentationSizes(backbone="resnet101", train_images=None, val_images=None, crop=224, image_size=None, epochs=200, batch_size=4),

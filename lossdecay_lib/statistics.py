@@ -21,7 +21,8 @@ two-sided, at :data:`ALPHA` = 0.05; no distribution is written by hand.
   contradicted, which with some 30 claims at 3 seeds each is the error a reader cares about (Holm's
   family-wise bound would leave almost nothing testable at this scale).
 
-Per-run metrics (:func:`jump_epoch`, :func:`late_rise`, :func:`plateaued`, :func:`epoch_metric`) turn a
+Summaries of run records (:func:`finished`, :func:`group_by_label`, :func:`summarize`,
+:func:`metric_curves`) are what tables and figures show; per-run metrics (:func:`jump_epoch`, :func:`late_rise`, :func:`plateaued`, :func:`epoch_metric`) turn a
 run record into the one number that a claim compares between settings.
 """
 
@@ -29,14 +30,18 @@ from __future__ import annotations
 
 import math
 import warnings
-from typing import Callable, Dict, List, Optional, Sequence, Tuple
+from collections import OrderedDict
+from typing import Callable, Dict, Iterable, List, Optional, Sequence, Tuple
 
 import numpy as np
 from scipy import stats
 
+from .checks import check_one_of
+
 __all__ = ["ALPHA", "DIRECTIONS", "EXACT_PERMUTATIONS", "mean_std", "welch_test", "one_sample_test", "welch_contrast",
-           "verdict_of", "adjust_p", "metric_values", "compare", "jump_epoch", "late_rise", "plateaued",
-           "epoch_metric", "format_p"]
+           "verdict_of", "adjust_p", "metric_value", "metric_values", "compare", "jump_epoch", "late_rise", "plateaued",
+           "epoch_metric", "format_p", "finished", "group_by_label", "summarize",
+           "metric_curves"]
 
 #: Two-sided significance level of every test.
 ALPHA = 0.05
@@ -163,8 +168,7 @@ def verdict_of(test: Dict, direction: str, p: Optional[float] = None) -> str:
     ``different`` (either sign): "supported" when ``p < ALPHA`` in the claimed direction,
     "contradicted" when ``p < ALPHA`` in the other, else "inconclusive" (a claim of a difference cannot
     be contradicted by a test of difference). ``p`` replaces the test's own (an adjusted p)."""
-    if direction not in DIRECTIONS:
-        raise ValueError(f"direction must be one of {list(DIRECTIONS)}, got {direction!r}")
+    check_one_of("direction", direction, DIRECTIONS)
     p = test["p"] if p is None else p
     if p is None or not math.isfinite(p) or p >= ALPHA or test["diff"] == 0:
         return "inconclusive"
@@ -185,16 +189,22 @@ def adjust_p(p_values: Sequence[Optional[float]]) -> List[Optional[float]]:
     return out
 
 
-def metric_values(records: Sequence[Dict], metric) -> List[float]:
-    """The run-level value of ``metric`` (a record key, or a function of a record) of each finished run."""
-    done = [r for r in records if r["status"] == "finished"]
+def metric_value(record: Dict, metric) -> Optional[float]:
+    """A run's value of ``metric``: a record key (an error names the run-level values a record has), or
+    a function of a record (which may return ``None`` for a run it cannot measure)."""
     if callable(metric):
-        return [float(metric(r)) for r in done]
-    for r in done:
-        if metric not in r:
-            raise ValueError(f"record {r.get('key', '?')} ({r.get('label')}) has no metric {metric!r}; "
-                             f"its run-level values are {sorted(k for k, v in r.items() if isinstance(v, float))}")
-    return [float(r[metric]) for r in done]
+        value = metric(record)
+    elif metric in record:
+        value = record[metric]
+    else:
+        raise ValueError(f"record {record.get('key', '?')} ({record.get('label')}) has no metric {metric!r}; "
+                         f"its run-level values are {sorted(k for k, v in record.items() if isinstance(v, float))}")
+    return None if value is None else float(value)
+
+
+def metric_values(records: Sequence[Dict], metric) -> List[float]:
+    """The run-level value of ``metric`` (:func:`metric_value`) of each finished run."""
+    return [float(metric_value(r, metric)) for r in finished(records)]
 
 
 def compare(baseline: Sequence[Dict], treatment: Sequence[Dict], metric="final_test_acc",
@@ -268,3 +278,46 @@ def epoch_metric(key: str, epoch: int) -> Callable[[Dict], float]:
     value.name = f"{key} after epoch {epoch + 1}"
     value.__name__ = f"{key}_epoch_{epoch + 1}"
     return value
+
+
+# -- summaries of run records ------------------------------------------------------------------------
+
+
+def finished(records: Iterable[Dict]) -> List[Dict]:
+    """The finished runs of ``records`` (not diverged, not interrupted), in order."""
+    return [r for r in records if r.get("status") == "finished"]
+
+
+def group_by_label(records: Iterable[Dict]) -> "OrderedDict[str, List[Dict]]":
+    """Records grouped by their label, in first-seen order (the seeds of one setting together)."""
+    groups: "OrderedDict[str, List[Dict]]" = OrderedDict()
+    for r in records:
+        groups.setdefault(r["label"], []).append(r)
+    return groups
+
+
+def summarize(records: Sequence[Dict]) -> Dict:
+    """Final-epoch and best-over-epochs test accuracy (mean, std), seeds, diverged runs, provenance."""
+    done = finished(records)
+    final = mean_std([r["final_test_acc"] for r in done])
+    best = mean_std([r["best_test_acc_over_epochs"] for r in done])
+    return {
+        "final_mean": final[0], "final_std": final[1], "best_mean": best[0], "best_std": best[1],
+        "seeds": sorted(r["config"]["seed"] for r in done),
+        "diverged": sorted(r["config"]["seed"] for r in records if r["status"] == "diverged"),
+        "negative_weights": any(r.get("negative_weights") for r in records),
+        "profile": records[0]["provenance"]["profile"] if records else None,
+        "device": records[0]["provenance"]["device_name"] if records else None,
+        "wall_seconds": sum(r.get("wall_seconds", 0.0) for r in records),
+    }
+
+
+def metric_curves(records: Sequence[Dict], metric: str = "test_acc"):
+    """Per-epoch mean and standard deviation of ``metric`` over finished runs: (epochs, mean, std)."""
+    runs = finished(records)
+    if not runs:
+        return [], [], []
+    n_epochs = min(len(r["epochs"]) for r in runs)
+    xs = list(range(1, n_epochs + 1))
+    stats = [mean_std([r["epochs"][e][metric] for r in runs]) for e in range(n_epochs)]
+    return xs, [m for m, _ in stats], [s for _, s in stats]

@@ -34,14 +34,18 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable, Dict, Iterable, List, Optional, Sequence, Tuple
 
-from .records import read_json, write_json_atomic
-from .runs import RunStore, markdown_table
-from .statistics import (DIRECTIONS, adjust_p, format_p, mean_std, one_sample_test, verdict_of,
-                         welch_contrast, welch_test)
+from .atomic import read_json, write_json_atomic
+from .checks import check_one_of
+from .runs import RunStore
+from .tables import markdown_table
+from .statistics import (DIRECTIONS, adjust_p, finished, format_p, mean_std, metric_value,
+                         one_sample_test, verdict_of, welch_contrast, welch_test)
 
-__all__ = ["VERDICTS", "SOURCES", "CLAIMS_DIR", "Precondition", "runs_compared", "runs_against", "runs_contrast",
-           "claim_from_comparison", "stated_claim", "claims_dir", "claim_path", "load_claims", "adjust_claims",
-           "verdict_table", "verdict_counts", "claims_summary", "claims_at_a_glance", "verdict_sentences", "chapters_with_claims", "runs_provenance", "chapter_titles"]
+__all__ = ["VERDICTS", "SOURCES", "CLAIMS_DIR", "Precondition", "runs_compared", "runs_against",
+           "runs_contrast", "claim_from_comparison", "stated_claim", "claims_dir", "claim_path",
+           "load_claims", "adjust_claims", "verdict_table", "verdict_counts", "claims_summary",
+           "claims_at_a_glance", "verdict_sentences", "chapters_with_claims", "runs_provenance",
+           "chapter_titles"]
 
 VERDICTS = ("supported", "contradicted", "inconclusive", "untestable at this scale")
 #: Whose claim a row is: the paper's, or a comparison the book adds (today's baselines, our own schedule).
@@ -94,17 +98,12 @@ def _side(role: str, records: Sequence[Dict], metric, weight: Optional[float] = 
     if not records:
         raise ValueError(f"the {role} needs at least one run record")
     values, seeds, left_out = [], [], []
-    for r in records:
-        if r["status"] != "finished":
-            continue
-        if isinstance(metric, str) and metric not in r:
-            raise ValueError(f"record {r.get('key', '?')} ({r.get('label')}) has no metric {metric!r}; its run-level "
-                             f"values are {sorted(k for k, v in r.items() if isinstance(v, float))}")
-        v = r[metric] if isinstance(metric, str) else metric(r)
+    for r in finished(records):
+        v = metric_value(r, metric)
         if v is None:
             left_out.append({"label": r.get("label"), "seed": _seed(r)})
         else:
-            values.append(float(v))
+            values.append(v)
             seeds.append(_seed(r))
     m, s = mean_std(values)
     side = {"role": role, "labels": sorted({str(r.get("label")) for r in records}), "mean": m, "std": s,
@@ -219,14 +218,9 @@ def _check_texts(**texts) -> None:
             raise ValueError(f"{what} must be a non-empty text, got {value!r}")
 
 
-def _check_choice(what: str, value, choices) -> None:
-    if value not in choices:
-        raise ValueError(f"{what} must be one of {list(choices)}, got {value!r}")
-
-
 def _head(chapter, claim_id, claim, paper, source, precondition, kind) -> Dict:
     _check_texts(claim=claim, paper=paper)
-    _check_choice("source", source, SOURCES)
+    check_one_of("source", source, SOURCES)
     if precondition is not None and not isinstance(precondition, Precondition):
         raise ValueError(f"precondition must be a Precondition, got {type(precondition).__name__}")
     return {"chapter": _check_name("chapter", chapter), "claim_id": _check_name("claim_id", claim_id),
@@ -258,7 +252,7 @@ def claim_from_comparison(chapter: str, claim_id: str, claim: str, paper: str, e
     shown (100 and "points" for accuracies stored in [0, 1]). ``precondition``: the claim is
     "untestable at this scale" when it did not hold. ``run``: the chapter's ChapterRun, whose profile
     the claim belongs to (else the records' own profile)."""
-    _check_choice("direction", direction, DIRECTIONS)
+    check_one_of("direction", direction, DIRECTIONS)
     if not isinstance(scale, (int, float)) or isinstance(scale, bool) or not math.isfinite(scale) or scale <= 0:
         raise ValueError(f"scale must be a positive number, got {scale!r}")
     if not isinstance(evidence, dict) or not {"test", "sides", "records"} <= set(evidence):
@@ -282,7 +276,7 @@ def stated_claim(chapter: str, claim_id: str, claim: str, paper: str, *, finding
     checked in float64; a deterministic model): ``finding`` holds its result as fields (JSON-ready,
     shown as "field: value"), ``rule`` says how ``verdict`` follows from them. ``records`` (or ``run``
     for a check without training runs) give the provenance."""
-    _check_choice("verdict", verdict, VERDICTS)
+    check_one_of("verdict", verdict, VERDICTS)
     _check_texts(rule=rule)
     if not isinstance(finding, dict) or not finding:
         raise ValueError(f"finding must be a non-empty dict of fields, got {finding!r}")
@@ -404,10 +398,6 @@ def adjust_claims(claims: Sequence[Dict]) -> List[Dict]:
     return out
 
 
-def _cell(text) -> str:
-    return str(text).replace("|", "\\|").replace("\n", " ")
-
-
 def _provenance_text(prov: Dict) -> str:
     """Short: profile (and the profiles that trained the runs, where others), runs, seeds, minutes."""
     if not prov.get("runs"):
@@ -430,24 +420,34 @@ def _test_text(c: Dict) -> str:
     return f"{t['test']}, t = {t['statistic']:.2f}, df = {t['df']:.1f}{perm}"
 
 
+def _p_text(c: Dict) -> str:
+    p = (c.get("test") or {}).get("p")
+    return format_p(p) if c["p_adjusted"] is None else f"{format_p(p)} (BH {format_p(c['p_adjusted'])})"
+
+
+def _verdict_text(c: Dict) -> str:
+    if c["verdict"] == c["verdict_adjusted"]:
+        return f"**{c['verdict']}**"
+    return f"**{c['verdict_adjusted']}** at the adjusted p ({c['verdict']} at p)"
+
+
 def verdict_table(claims: Iterable[Dict], link: Callable[[str], str] = lambda chapter: chapter,
                   title: Callable[[str], str] = lambda chapter: chapter.replace("_", " ")) -> str:
-    """A Markdown table of claims: chapter (linked), claim, paper, ours (with provenance), test, p, the
-    adjusted p (Benjamini-Hochberg, across ``claims`` unless they come from :func:`adjust_claims`
-    already), the claim's verdict and the verdict at the adjusted p."""
+    """A Markdown table of claims, six columns that fit the page: chapter (linked), claim, paper, ours
+    (with the test and the provenance), p and the p adjusted (Benjamini-Hochberg, across ``claims``
+    unless they come from :func:`adjust_claims` already), and the verdict at the adjusted p (with the
+    claim's own verdict where the adjustment changed it)."""
     claims = list(claims)
     if not all("p_adjusted" in c for c in claims):
         claims = adjust_claims(claims)
     rows = []
     for c in claims:
         direction = c["comparison"]["direction"] if c.get("comparison") else None
-        rows.append([f"[{_cell(title(c['chapter']))}]({link(c['chapter'])})", _cell(c["claim"]), _cell(c["paper"]),
-                     _cell(f"{c['ours']}; *{_provenance_text(c['provenance'])}*"),
-                     _cell(_test_text(c) + (f"; claimed: {direction}" if direction else "")),
-                     format_p((c.get("test") or {}).get("p")), format_p(c["p_adjusted"]), f"**{c['verdict']}**",
-                     f"**{c['verdict_adjusted']}**"])
-    return markdown_table(["chapter", "claim", "paper", "ours", "test", "p", "p adjusted (BH)", "verdict",
-                           "verdict, adjusted p"], rows)
+        test = _test_text(c) + (f"; claimed: {direction}" if direction else "")
+        rows.append([f"[{title(c['chapter'])}]({link(c['chapter'])})", c["claim"], c["paper"],
+                     f"{c['ours']}; test: {test}; *{_provenance_text(c['provenance'])}*",
+                     _p_text(c), _verdict_text(c)])
+    return markdown_table(["chapter", "claim", "paper", "ours", "p (adjusted)", "verdict"], rows)
 
 
 def verdict_counts(claims: Sequence[Dict], key: str = "verdict") -> Dict[str, int]:
@@ -514,10 +514,12 @@ def chapters_with_claims(root: Path, chapters: Sequence[str]) -> List[str]:
                                              Path(root, "book", f"{n}.py").read_text())]
 
 
-def chapter_titles(root: Path) -> Dict[str, str]:
-    """The title (first Markdown heading) of each chapter in ``root/book``, by chapter name."""
+def chapter_titles(root: Path, short: bool = False) -> Dict[str, str]:
+    """The title (first Markdown heading) of each chapter in ``root/book``, by chapter name; ``short``:
+    without the paper reference in parentheses that ends some headings ("Deep plain networks")."""
+    pattern = r"^# # (.+?)(?: \([^()]*\))?$" if short else r"^# # (.+)$"
     titles = {}
     for p in sorted(Path(root, "book").glob("*.py")):
-        heading = re.search(r"^# # (.+)$", p.read_text(), re.M)
+        heading = re.search(pattern, p.read_text(), re.M)
         titles[p.stem] = heading.group(1).strip() if heading else p.stem
     return titles

@@ -103,11 +103,11 @@ def test_missing_or_empty_split_folder_is_named(tmp_path):
 
 def test_invalid_names_list_the_valid_ones(tmp_path):
     write_ab_folder(tmp_path / "data")
-    with pytest.raises(ValueError, match="'AtoB', 'BtoA'"):
+    with pytest.raises(ValueError, match="valid directions: AtoB, BtoA"):
         PairedImages("facades", "train", tmp_path / "data", direction="A2B")
-    with pytest.raises(ValueError, match="'train', 'val', 'test'"):
+    with pytest.raises(ValueError, match="valid splits: train, val, test"):
         PairedImages("facades", "training", tmp_path / "data")
-    with pytest.raises(ValueError, match="'facades', 'maps'"):
+    with pytest.raises(ValueError, match="valid paired datasets: facades, maps"):
         PairedImages("cityscapes", "train", tmp_path / "data")
 
 

@@ -181,7 +181,7 @@ def test_failed_download_is_reported_with_its_cause(tmp_path, monkeypatch):
 
 
 def test_unknown_dataset_lists_the_valid_names(tmp_path):
-    with pytest.raises(ValueError, match="'cifar10', 'voc2012', 'camvid', 'facades', 'maps'"):
+    with pytest.raises(ValueError, match="valid datasets: cifar10, voc2012, camvid, facades, maps"):
         paths.find_dataset("cifar100", tmp_path)
 
 

@@ -196,10 +196,10 @@ def test_label_values_outside_the_classes_are_an_error(tmp_path):
 
 
 def test_invalid_names_list_the_valid_ones(tmp_path):
-    with pytest.raises(ValueError, match="'voc2012', 'camvid'"):
+    with pytest.raises(ValueError, match="valid segmentation datasets: voc2012, camvid"):
         segmentation_info("cityscapes")
     write_camvid_tree(tmp_path / "data")
-    with pytest.raises(ValueError, match="'train', 'val', 'test'"):
+    with pytest.raises(ValueError, match="valid camvid splits: train, val, test"):
         SegmentationDataset("camvid", "trainval", tmp_path / "data")
 
 

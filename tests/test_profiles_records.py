@@ -4,8 +4,10 @@ import os
 import pytest
 import torch
 
-from lossdecay_lib.profiles import PROFILE_NAMES, get_profile, resolve_device
-from lossdecay_lib.records import read_json, seed_everything, start_chapter, write_json_atomic
+from lossdecay_lib.profiles import get_profile, resolve_device
+from lossdecay_lib.atomic import read_json, write_json_atomic
+from lossdecay_lib.data.seeding import seed_everything
+from lossdecay_lib.provenance import start_chapter
 
 
 def test_unknown_profile_lists_the_valid_ones():
@@ -13,9 +15,11 @@ def test_unknown_profile_lists_the_valid_ones():
         get_profile("fast")
 
 
-def test_auto_profile_follows_cuda():
-    assert get_profile("auto").name == ("gpu" if torch.cuda.is_available() else "cpu")
-    assert set(PROFILE_NAMES) == {"smoke", "quick", "cpu", "gpu", "paper", "auto"}
+@pytest.mark.parametrize("cuda, profile, device", [(True, "gpu", "cuda"), (False, "cpu", "cpu")])
+def test_auto_profile_and_device_follow_cuda(monkeypatch, cuda, profile, device):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: cuda)
+    assert get_profile("auto").name == profile and resolve_device("auto").type == device
+    assert get_profile(profile) is get_profile("auto")  # auto is a name for another profile, not a sixth one
 
 
 def test_profiles_grow_from_smoke_to_gpu():
@@ -55,19 +59,22 @@ def test_write_json_atomic_replaces_and_never_leaves_a_broken_file(tmp_path):
 
 
 def test_start_chapter_prints_what_it_runs_with(capsys):
-    run = start_chapter(profile="smoke", seed=5)
+    run = start_chapter(profile="quick", seed=5, device="cpu")
     out = capsys.readouterr().out
-    assert "profile: smoke" in out and "seed: 5" in out and "lossdecay_lib 0.1.0" in out
-    assert run.info["device"] == "cpu" or torch.cuda.is_available()
-    assert run.finish() >= 0
-    assert "Executed in" in capsys.readouterr().out
+    assert "profile: quick" in out and "seed: 5" in out and "lossdecay_lib 0.1.0" in out
+    assert run.info["device"] == "cpu" and run.info["device_name"].startswith("CPU (")
+    assert run.seeds == [5, 6, 7]  # the quick profile's three seeds, from the chapter's seed on
+    run.started -= 2.0  # as if the chapter had run for two seconds
+    assert 2.0 <= run.finish() < 60
+    assert "Executed in 2." in capsys.readouterr().out
     with pytest.raises(ValueError, match="unknown profile"):
         start_chapter(profile="laptop")
     json.dumps(run.info)  # provenance is plain JSON
 
 
 def test_setting_names_show_diverged_runs_and_negative_weights():
-    from lossdecay_lib.runs import setting_name, summarize
+    from lossdecay_lib.statistics import summarize
+    from lossdecay_lib.tables import setting_name
 
     ok = {"status": "finished", "negative_weights": False}
     assert setting_name("decay", [ok, ok]) == "decay (n=2)"
@@ -90,7 +97,7 @@ def test_setting_names_show_diverged_runs_and_negative_weights():
     (dict(batch_size=2.5), ValueError, "batch_size must be a positive integer"),
 ])
 def test_chapter_parameters_are_validated_before_any_work(parameters, error, message):
-    from lossdecay_lib.records import start_chapter
+    from lossdecay_lib.provenance import start_chapter
 
     with pytest.raises(error, match=message):
         start_chapter(**{"profile": "smoke", **parameters}, quiet=True)

@@ -4,7 +4,7 @@ import math
 import pytest
 from scipy import stats
 
-from lossdecay_lib.records import start_chapter
+from lossdecay_lib.provenance import start_chapter
 from lossdecay_lib.runs import RunStore
 from lossdecay_lib.statistics import late_rise
 from lossdecay_lib.verdict import (Precondition, adjust_claims, chapter_titles, claim_from_comparison, claim_path,
@@ -197,12 +197,11 @@ def test_adjusted_p_across_claims_and_the_verdict_table(store):
     assert verdict_counts(claims, "verdict_adjusted") == {"supported": 2, "contradicted": 0, "inconclusive": 1,
                                                           "untestable at this scale": 1}
     lines = verdict_table(load_claims("cpu", store)).splitlines()
-    assert lines[0] == ("| chapter | claim | paper | ours | test | p | p adjusted (BH) | verdict | "
-                        "verdict, adjusted p |")
+    assert lines[0] == "| chapter | claim | paper | ours | p (adjusted) | verdict |"
     assert len(lines) == 6 and "[b ch](b_ch)" in lines[2] and "p \\| q" in lines[2]
     gain = next(line for line in lines if "decay helps" in line)
-    assert "Welch's t-test, t = 6.12, df = 4.0; exact permutation p 0.1; claimed: greater | 0.0036 |" in gain
-    assert f"| {by_id['gain']['p_adjusted']:.3g} | **supported** | **supported** |" in gain
+    assert "test: Welch's t-test, t = 6.12, df = 4.0; exact permutation p 0.1; claimed: greater; *" in gain
+    assert gain.endswith(f"| 0.0036 (BH {by_id['gain']['p_adjusted']:.3g}) | **supported** |")
 
 
 def test_adjustment_can_turn_a_verdict_inconclusive(store):
@@ -213,6 +212,8 @@ def test_adjustment_can_turn_a_verdict_inconclusive(store):
         claim_from_comparison("ch", f"null{i}", "c", "p", runs_compared(BASE, SAME), store=store)
     gain = next(c for c in adjust_claims(load_claims("cpu", store)) if c["claim_id"] == "gain")
     assert gain["p_adjusted"] > 0.05 and gain["verdict_adjusted"] == "inconclusive"
+    row = next(line for line in verdict_table([gain]).splitlines() if "decay helps" in line)
+    assert row.endswith("| **inconclusive** at the adjusted p (supported at p) |")
 
 
 def test_summary_is_generated_from_the_claims(store):
@@ -245,3 +246,4 @@ def test_chapter_titles(tmp_path):
     (tmp_path / "book" / "a.py").write_text("# ---\n# %% [markdown]\n# # Deep plain networks (Fig. 1)\n#\n# ## x\n")
     (tmp_path / "book" / "b.py").write_text("x = 1\n")
     assert chapter_titles(tmp_path) == {"a": "Deep plain networks (Fig. 1)", "b": "b"}
+    assert chapter_titles(tmp_path, short=True) == {"a": "Deep plain networks", "b": "b"}

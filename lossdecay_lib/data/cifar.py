@@ -29,9 +29,10 @@ from typing import Optional, Sequence, Tuple
 import numpy as np
 import torch
 
-from .errors import MalformedDatasetError, check_choice
-from .images import list_images, read_rgb, require_file, require_folder
 from ..atomic import write_atomically
+from ..checks import check_name
+from .errors import MalformedDatasetError
+from .images import list_images, read_rgb, require_file, require_folder
 from .paths import PathLike, find_dataset, resolve_cache_dir
 
 CIFAR10_CLASSES: Tuple[str, ...] = (
@@ -122,7 +123,7 @@ def load_cifar10(
     decoded once and cached in ``<cache>/tensors/``; ``per_class`` keeps a class-balanced random
     subset fixed by ``seed``.
     """
-    check_choice(split, SPLITS, "split")
+    check_name(split, SPLITS, "split")
     folder = find_dataset("cifar10", data_root, cache_dir=cache_dir, download=download)
     data = read_cifar10_folder(folder, split, cache_dir=cache_dir)
     return data if per_class is None else data.balanced_subset(per_class, seed)
@@ -131,7 +132,7 @@ def load_cifar10(
 def read_cifar10_folder(folder: PathLike, split: str, *, cache_dir: Optional[PathLike] = None,
                         use_cache: bool = True) -> CifarSplit:
     """Read ``split`` from a CIFAR-10 folder in either format, through the decoded-tensor cache."""
-    check_choice(split, SPLITS, "split")
+    check_name(split, SPLITS, "split")
     folder = Path(folder)
     source = detect_format(folder)
     cache_file = _cache_file(folder, split, source, cache_dir) if use_cache else None

@@ -7,8 +7,6 @@ the dataset, the file or folder involved, and what the user can do.
 
 from __future__ import annotations
 
-from typing import Iterable
-
 
 class DataError(Exception):
     """Base class of every error raised by ``lossdecay_lib.data``."""
@@ -32,16 +30,3 @@ class MalformedDatasetError(DataError, FileNotFoundError):
 
 class MismatchedPairError(DataError, ValueError):
     """An image and its mask (or the two halves of a paired image) do not have matching sizes."""
-
-
-def check_choice(value: str, valid: Iterable[str], what: str) -> str:
-    """Return ``value`` if it is one of ``valid``; else raise a ``ValueError`` that lists the valid ones.
-
-    Used at every public boundary that takes a name (dataset, split, direction), so a typo fails at
-    once with the list of accepted names instead of deep inside a path lookup.
-    """
-    valid = tuple(valid)
-    if value not in valid:
-        listed = ", ".join(repr(v) for v in valid)
-        raise ValueError(f"unknown {what} {value!r}; valid {what}s are: {listed}")
-    return value

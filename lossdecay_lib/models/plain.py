@@ -23,10 +23,9 @@ import math
 from collections import OrderedDict
 from typing import List, Sequence, Tuple, Union
 
-import torch
 from torch import Tensor, nn
 
-from ._common import weight_layers
+from ._common import add_stages, init_conv_bn, stages_and_classifier, weight_layers
 
 __all__ = ["PlainNet", "plain_stage_depths"]
 
@@ -123,41 +122,20 @@ class PlainNet(nn.Module):
         self.stage_depths = plain_stage_depths(depth, num_stages=len(widths))
 
         self.stem = ConvUnit(in_channels, widths[0], stride=1, batch_norm=batch_norm)
-        channels = widths[0]
-        self.stage_names: List[str] = []
-        for index, (width, n_convs) in enumerate(zip(widths, self.stage_depths)):
-            units = []
-            for j in range(n_convs):
-                stride = 2 if (index > 0 and j == 0) else 1
-                units.append(ConvUnit(channels, width, stride=stride, batch_norm=batch_norm))
-                channels = width
-            name = f"layer{index + 1}"
-            self.add_module(name, nn.Sequential(*units))
-            self.stage_names.append(name)
+        channels = add_stages(self, widths, self.stage_depths, widths[0],
+                              lambda c, w, stride: ConvUnit(c, w, stride=stride, batch_norm=batch_norm))
         self.avgpool = nn.AdaptiveAvgPool2d(1)
         self.fc = nn.Linear(channels, num_classes)
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
         """(Re)initialise all weights as described in the class docstring."""
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_in", nonlinearity="relu")
-                if m.bias is not None:
-                    nn.init.zeros_(m.bias)
-            elif isinstance(m, nn.BatchNorm2d):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
-            elif isinstance(m, nn.Linear):
-                nn.init.normal_(m.weight, mean=0.0, std=1.0 / math.sqrt(m.in_features))
-                nn.init.zeros_(m.bias)
+        init_conv_bn(self, "fan_in")  # the convolutions come before fc: the same random draws as one pass
+        nn.init.normal_(self.fc.weight, mean=0.0, std=1.0 / math.sqrt(self.fc.in_features))
+        nn.init.zeros_(self.fc.bias)
 
     def forward(self, x: Tensor) -> Tensor:
-        x = self.stem(x)
-        for name in self.stage_names:
-            x = getattr(self, name)(x)
-        x = self.avgpool(x)
-        return self.fc(torch.flatten(x, 1))
+        return stages_and_classifier(self, self.stem(x))
 
     def weight_layers(self) -> List[Tuple[str, nn.Module]]:
         """The ``depth`` weight layers as ``(name, module)`` pairs, from input to output.

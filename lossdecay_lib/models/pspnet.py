@@ -35,6 +35,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torchvision.models import resnet as tv_resnet
 
+from ..checks import check_name
+from ._common import init_conv_bn
+
 __all__ = [
     "AUX_LOSS_WEIGHT",
     "BACKBONES",
@@ -83,9 +86,7 @@ def cached_imagenet_weights(backbone: str) -> Optional[Path]:
 
 
 def _backbone_spec(name: str):
-    if name not in _BACKBONE_SPECS:
-        raise ValueError(f"unknown backbone {name!r}; valid backbones: {', '.join(BACKBONES)}")
-    return _BACKBONE_SPECS[name]
+    return _BACKBONE_SPECS[check_name(name, BACKBONES, "backbone")]
 
 
 def _load_trunk_weights(net: nn.Module, path: Path) -> None:
@@ -277,16 +278,8 @@ class PSPNet(nn.Module):
         self.head = ConvHead(self.ppm.out_channels, head_channels, num_classes, dropout)
         self.aux_head = ConvHead(self.backbone.aux_channels, aux_channels, num_classes, dropout) if aux else None
         for part in (self.ppm, self.head, self.aux_head):
-            if part is None:
-                continue
-            for m in part.modules():
-                if isinstance(m, nn.Conv2d):
-                    nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-                    if m.bias is not None:
-                        nn.init.zeros_(m.bias)
-                elif isinstance(m, nn.BatchNorm2d):
-                    nn.init.ones_(m.weight)
-                    nn.init.zeros_(m.bias)
+            if part is not None:
+                init_conv_bn(part, "fan_out")
 
     @property
     def backbone_init(self) -> str:

@@ -18,11 +18,10 @@ from __future__ import annotations
 
 from typing import List, Sequence, Tuple
 
-import torch
 from torch import Tensor, nn
 from torchvision.models.resnet import BasicBlock
 
-from ._common import weight_layers
+from ._common import add_stages, init_conv_bn, stages_and_classifier, weight_layers
 
 __all__ = ["CifarResNet", "resnet18_cifar", "resnet34_cifar"]
 
@@ -53,40 +52,22 @@ class CifarResNet(nn.Module):
         self.conv1 = nn.Conv2d(in_channels, widths[0], kernel_size=3, stride=1, padding=1, bias=False)
         self.bn1 = nn.BatchNorm2d(widths[0])
         self.relu = nn.ReLU(inplace=True)
-        channels = widths[0]
-        self.stage_names: List[str] = []
-        for index, (n_blocks, width) in enumerate(zip(blocks_per_stage, widths)):
-            stride = 1 if index == 0 else 2
-            blocks = []
-            for j in range(n_blocks):
-                block_stride = stride if j == 0 else 1
-                shortcut = None
-                if block_stride != 1 or channels != width:
-                    shortcut = nn.Sequential(
-                        nn.Conv2d(channels, width, kernel_size=1, stride=block_stride, bias=False),
-                        nn.BatchNorm2d(width),
-                    )
-                blocks.append(BasicBlock(channels, width, stride=block_stride, downsample=shortcut))
-                channels = width
-            name = f"layer{index + 1}"
-            self.add_module(name, nn.Sequential(*blocks))
-            self.stage_names.append(name)
+
+        def block(channels: int, width: int, stride: int) -> BasicBlock:
+            shortcut = None
+            if stride != 1 or channels != width:  # a projection where the shape changes
+                shortcut = nn.Sequential(nn.Conv2d(channels, width, kernel_size=1, stride=stride, bias=False),
+                                         nn.BatchNorm2d(width))
+            return BasicBlock(channels, width, stride=stride, downsample=shortcut)
+
+        channels = add_stages(self, widths, blocks_per_stage, widths[0], block)
         self.avgpool = nn.AdaptiveAvgPool2d(1)
         self.fc = nn.Linear(channels, num_classes)
 
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-            elif isinstance(m, nn.BatchNorm2d):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
+        init_conv_bn(self, "fan_out")
 
     def forward(self, x: Tensor) -> Tensor:
-        x = self.relu(self.bn1(self.conv1(x)))
-        for name in self.stage_names:
-            x = getattr(self, name)(x)
-        x = self.avgpool(x)
-        return self.fc(torch.flatten(x, 1))
+        return stages_and_classifier(self, self.relu(self.bn1(self.conv1(x))))
 
     def weight_layers(self) -> List[Tuple[str, nn.Module]]:
         """Convolutions and the classifier as ``(name, module)``, from input to output.

@@ -25,7 +25,7 @@ from ..tracking import CurvatureTracker
 from ..models import MODEL_NAMES, build_model, channels_last_is_safe, weight_layers
 from ..optimizers import build_optimizer, check_optimizer_name
 from ..profiles import resolve_device
-from ..records import seed_everything
+from ..data.seeding import seed_everything
 from ..schedules import CurvatureAdaptive, Progress, Schedule, constant
 from ..checks import check_name, check_non_negative_int
 from ..weighting import ScheduledWeight, base_settings, check_weight_decay_over_weight

@@ -161,7 +161,7 @@ class RecordedRun:
         seed, device, versions, date), ``status: running`` and no epochs yet. A loop adds its own
         fields (data facts, layers, ...)."""
         from ..profiles import get_profile
-        from ..records import provenance
+        from ..provenance import provenance
 
         return {"key": self.key, "kind": kind, "label": config.label, "config": config.describe(),
                 "provenance": provenance(get_profile(config.profile), config.seed, device),

@@ -43,7 +43,7 @@ from ..metrics import ImageScores
 from ..models.pix2pix import PatchDiscriminator, UNetGenerator
 from ..optimizers import ShadowAdam
 from ..profiles import resolve_device
-from ..records import seed_everything
+from ..data.seeding import seed_everything
 from ..schedules import Progress, Schedule, constant
 from ..checks import check_name
 from ..weighting import ScheduledWeight, base_settings

@@ -41,7 +41,7 @@ from ..metrics import ConfusionMatrix, segmentation_scores
 from ..models.pspnet import AUX_LOSS_WEIGHT, BACKBONES, PSPNet, cached_imagenet_weights
 from ..models import channels_last_is_safe
 from ..profiles import resolve_device
-from ..records import seed_everything
+from ..data.seeding import seed_everything
 from ..schedules import Progress, Schedule, constant, poly
 from ..checks import check_name
 from ..weighting import ScheduledWeight, base_settings

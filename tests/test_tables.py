@@ -1,9 +1,9 @@
-"""Tables and loading helpers of lossdecay_lib.runs: summary_table, finished, load_existing,
-scales_table, jump_table (fake records; nothing trains)."""
+"""Tables, summaries and the record store (lossdecay_lib.tables, .statistics, .runs):
+summary_table, finished, load_existing, scales_table, jump_table (fake records; nothing trains)."""
 
 from dataclasses import dataclass, replace
 
-from lossdecay_lib import runs
+from lossdecay_lib import runs, statistics, tables
 from lossdecay_lib.runs import RunStore, run_key
 
 
@@ -34,13 +34,14 @@ def record(label, seed, acc, status="finished", epochs=(0.1, 0.2, 0.5, 0.55)):
 
 def test_finished_keeps_only_finished_runs():
     recs = [record("a", 0, 0.5), record("a", 1, 0.1, status="diverged"), record("a", 2, 0.4)]
-    assert [r["config"]["seed"] for r in runs.finished(recs)] == [0, 2]
+    assert [r["config"]["seed"] for r in statistics.finished(recs)] == [0, 2]
 
 
 def test_summary_table_rows_columns_and_order():
     groups = {"low": [record("low", 0, 0.2), record("low", 1, 0.4)],
               "high": [record("high", 0, 0.6), record("high", 1, 0.6, status="diverged")]}
-    table = runs.summary_table(groups, by_final=True, extra={"note": lambda label, recs: label.upper()})
+    columns = ("final", "best", "seeds", "diverged", ("note", lambda label, recs: label.upper()))
+    table = tables.summary_table(groups, columns, by_final=True)
     lines = table.splitlines()
     assert lines[0] == ("| setting | final test acc. (%) | best over epochs (%, selects on test) | seeds | "
                         "diverged | note |")
@@ -50,7 +51,7 @@ def test_summary_table_rows_columns_and_order():
 
 def test_summary_table_rejects_unknown_columns():
     try:
-        runs.summary_table({"a": [record("a", 0, 0.5)]}, columns=("final", "nosuch"))
+        tables.summary_table({"a": [record("a", 0, 0.5)]}, columns=("final", "nosuch"))
     except ValueError as e:
         assert "nosuch" in str(e)
     else:
@@ -77,7 +78,7 @@ def test_scales_table_side_by_side_and_a_line_for_profiles_without_records(tmp_p
     for seed in (0, 1, 2):
         store.save(run_key(experiment("quick")["a"].with_(seed=seed)), record("a", seed, 0.2 + seed / 10))
     store.save(run_key(experiment("cpu")["a"]), record("a", 0, 0.5))
-    text = runs.scales_table(experiment, store=store)
+    text = tables.scales_table(experiment, store=store)
     assert "| setting | quick (2,000 images, 32x32, 4 epochs) | cpu (2,000 images, 16x16, 4 epochs) |" in text
     assert "| a | 30.0 ± 10.0 (n=3) | 50.0 (n=1) |" in text
     assert "| b | not trained yet | not trained yet |" in text
@@ -87,7 +88,7 @@ def test_scales_table_side_by_side_and_a_line_for_profiles_without_records(tmp_p
 
 def test_jump_table_says_where_the_largest_rise_came():
     groups = {"a": [record("a", 0, 0.55), record("a", 1, 0.55)]}
-    line = runs.jump_table(groups, epochs=4).splitlines()[2]
+    line = tables.jump_table(groups, epochs=4).splitlines()[2]
     # largest rise 0.2 -> 0.5 into epoch 3 of 4
     assert line == "| a | 55.00 ± 0.00 | 55.00 ± 0.00 | 3.0 ± 0.0 | 75% | +30.0 | 1.00 | 0.1000 |"
 
@@ -102,3 +103,56 @@ def test_claims_at_a_glance_one_line_per_claim_verdict_first():
         "- **supported**: A holds (p <0.001)", "- **inconclusive**: B holds (p 0.31)",
         "- **untestable at this scale**: C holds"]
     assert claims_at_a_glance([]) == "No claims are stored for this profile yet."
+
+
+def test_markdown_table_escapes_a_bar_and_a_newline_in_a_cell():
+    assert tables.markdown_table(["a|b", "c"], [["x|y", "1\n2"]]).splitlines() == [
+        "| a\\|b | c |", "|---|---|", "| x\\|y | 1 2 |"]
+
+
+def test_settings_table_is_one_row_per_setting():
+    assert tables.settings_table({"epochs": 8, "seeds": "0, 1"}).splitlines()[2:] == [
+        "| epochs | 8 |", "| seeds | 0, 1 |"]
+
+
+def test_values_table_formats_each_column_and_spreads_tuples():
+    text = tables.values_table({"a": {"x": 1.234, "y": (2.0, 0.5)}, "b": {"x": None, "y": "never"}},
+                               formats={"x": "{:.1f}", "y": "{:.1f} ± {:.1f}"})
+    assert text.splitlines() == ["| setting | x | y |", "|---|---|---|", "| a | 1.2 | 2.0 ± 0.5 |",
+                                 "| b | - | never |"]
+
+
+def test_summary_table_mixes_named_columns_metric_cells_and_comparisons():
+    groups = {"base": [record("base", 0, 0.2), record("base", 1, 0.4)],
+              "new": [record("new", 0, 0.5), record("new", 1, 0.7), record("new", 2, 0.1, status="diverged")]}
+    diffs = {"new": {"diff": 0.3, "ci95": [0.05, 0.55], "p": 0.04, "verdict": "supported"}}
+    text = tables.summary_table(groups, [
+        ("acc", tables.mean_pm("final_test_acc", digits=1)),
+        ("first epoch", tables.mean_pm(lambda r: r["epochs"][0]["test_acc"], scale=1, digits=3)),
+        ("constant", lambda label, recs: 0.5), *tables.comparison_columns(diffs, digits=1), "seeds"],
+        first="protocol")
+    assert text.splitlines() == [
+        "| protocol | acc | first epoch | constant | difference (points, 95% CI) | Welch p | verdict | seeds |",
+        "|---|---|---|---|---|---|---|---|",
+        "| base | 30.0 ± 14.1 | 0.100 ± 0.000 | 0.50 | - | - | - | 2 |",
+        "| new | 60.0 ± 14.1 | 0.100 ± 0.000 | 0.50 | +30.0 (+5.0 to +55.0) | 0.04 | supported | 2 |"]
+
+
+def test_comparison_table_one_row_per_comparison():
+    c = {"diff": -0.012, "ci95": [-0.03, 0.006], "p": 0.2, "verdict": "inconclusive"}
+    assert tables.comparison_table({("decay", "final"): c}, ["treatment", "evaluation"]).splitlines()[2] == \
+        "| decay | final | -1.20 (-3.00 to +0.60) | 0.2 | inconclusive |"
+
+
+def test_default_store_is_the_checkouts_records_from_any_folder_in_it(tmp_path, monkeypatch):
+    monkeypatch.delenv("LOSSDECAY_RECORDS", raising=False)
+    checkout, outside = tmp_path / "checkout", tmp_path / "outside"
+    (checkout / "book").mkdir(parents=True)
+    (checkout / "_toc.yml").write_text("root: book/intro\n")
+    outside.mkdir()
+    monkeypatch.chdir(checkout / "book")  # where papermill runs a chapter
+    assert RunStore.default().root == checkout.resolve() / "records"
+    monkeypatch.chdir(outside)  # e.g. Colab, the library installed without a checkout
+    assert RunStore.default().root == outside.resolve() / "records"
+    monkeypatch.setenv("LOSSDECAY_RECORDS", str(tmp_path / "env"))
+    assert RunStore.default().root == tmp_path / "env"

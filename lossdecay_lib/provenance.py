@@ -1,32 +1,28 @@
 """Provenance of every result: what ran, where, when, with which seed and profile.
 
 Every number the book shows must come from a run that really happened. A chapter opens with
-:func:`start_chapter`, which prints the profile, device, library and torch versions, seed and start
-time, and closes with :meth:`ChapterRun.finish`, which prints the wall time. Files are written
-atomically (:func:`write_json_atomic`): a kill at any moment leaves the old file or the new one.
+:func:`start_chapter`, which checks its parameters, seeds everything and prints the profile, device,
+library and torch versions, seed and start time, and closes with :meth:`ChapterRun.finish`, which
+prints the wall time. Every run record keeps :func:`provenance`.
 """
 
 from __future__ import annotations
 
 import datetime as _dt
-import json
 import os
 import platform
-import random
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, Dict, Union
+from typing import Any, Dict
 
-import numpy as np
 import torch
 
 from . import __version__
-from .atomic import write_atomically
+from .checks import check_positive_int
+from .data.seeding import seed_everything
 from .profiles import Profile, get_profile, resolve_device
 
-__all__ = ["provenance", "seed_everything", "write_json_atomic", "read_json", "ChapterRun", "start_chapter",
-           "check_parameters"]
+__all__ = ["device_name", "provenance", "ChapterRun", "start_chapter", "check_parameters"]
 
 
 def _utc_now() -> str:
@@ -52,26 +48,6 @@ def provenance(profile: Profile, seed: int, device: torch.device) -> Dict[str, A
         "python": platform.python_version(),
         "date": _utc_now(),
     }
-
-
-def seed_everything(seed: int) -> None:
-    """Seed Python, NumPy and torch (all devices)."""
-    if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
-        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
-
-
-def write_json_atomic(path: Union[str, Path], obj: Any) -> Path:
-    """Write ``obj`` as JSON to ``path``, whole or not at all (:func:`lossdecay_lib.atomic.write_atomically`)."""
-    text = json.dumps(obj, indent=1, sort_keys=True)  # serialise first: a bad object never touches the disk
-    return write_atomically(path, lambda tmp: tmp.write_text(text))
-
-
-def read_json(path: Union[str, Path]) -> Any:
-    with open(path) as f:
-        return json.load(f)
 
 
 @dataclass
@@ -128,7 +104,6 @@ def start_chapter(profile: str = "auto", seed: int = 0, device: str = "auto", qu
 
 def check_parameters(**parameters) -> None:
     """Validate chapter parameters by name (see :func:`start_chapter`); unknown kinds pass through."""
-    from .checks import check_positive_int
     from .data.paths import resolve_data_root
 
     for name, value in parameters.items():
