@@ -8,7 +8,7 @@
   without Jupyter (a lent GPU's image) run it too: the chapter's ``IPython.display`` import is replaced
   by text stand-ins (``display`` prints, ``Markdown`` is its text), always, so that the dry run on a CPU
   takes the same path.
-  The runs of ``train_pix2pix_seeds`` still to train go to ``--jobs`` processes first.
+  The runs of ``train_seeds`` still to train go to ``--jobs`` processes first (``$LOSSDECAY_JOBS``).
 * ``timings``: writes ``OUT/timings.json`` from the script's step log and the records: per chapter its
   runs, the finished ones, the runs' own seconds and, for the classification chapters (trained by one
   campaign in priority order), when the chapter's last run landed; the whole; the device.
@@ -105,32 +105,13 @@ def chapter_source(name: str, profile: str) -> str:
     return "\n".join(lines[:end] + [f"profile = {profile!r}  # injected by gpu_book"] + lines[end:]) + "\n"
 
 
-def _parallel_pix2pix(jobs: int) -> None:
-    """Make ``train_pix2pix_seeds`` train its missing runs in ``jobs`` processes, then load them."""
-    import lossdecay_lib.training as training
-    from lossdecay_lib.campaign import run_parallel
-    from lossdecay_lib.runs import RunStore, run_key
-    from lossdecay_lib.training.pix2pix import train_pix2pix
-
-    one_by_one = training.train_pix2pix_seeds
-
-    def train_pix2pix_seeds(configs, seeds, **kwargs):
-        kwargs["store"] = kwargs.get("store") or RunStore.default()
-        runs = [c.with_(seed=s) for c in configs for s in seeds]
-        todo = [c for c in runs if kwargs.get("force") or kwargs["store"].load(run_key(c)) is None]
-        if jobs > 1 and len(todo) > 1:
-            run_parallel(train_pix2pix, todo, jobs, **dict(kwargs, progress=False))
-            kwargs["force"] = False  # trained: load them
-        return one_by_one(configs, seeds, **kwargs)
-
-    training.train_pix2pix_seeds = train_pix2pix_seeds
-
-
 def chapter(args) -> int:
     import matplotlib
 
     matplotlib.use("Agg")
-    _parallel_pix2pix(args.jobs)
+    from lossdecay_lib.campaign import JOBS_ENV
+
+    os.environ[JOBS_ENV] = str(args.jobs)  # train_seeds: the runs still to train go to --jobs processes
     code = compile(chapter_source(args.name, args.profile), str(ROOT / "book" / f"{args.name}.py"), "exec")
     os.chdir(ROOT)
     exec(code, {"__name__": "__main__", "Markdown": Markdown, "display": _display})

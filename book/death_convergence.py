@@ -72,7 +72,7 @@ from lossdecay_lib.plots import plot_metric_bands
 from lossdecay_lib.provenance import start_chapter
 from lossdecay_lib.statistics import finished, group_by_label
 from lossdecay_lib.tables import jump_table, scale_name, scales_table
-from lossdecay_lib.training import train_seeds
+from lossdecay_lib.training import train_classifier, train_seeds
 
 run = start_chapter(profile=profile, seed=seed, data_root=data_root, force=force)
 sizes = run.profile.classification
@@ -96,7 +96,8 @@ glue("dc-scale", Markdown(scale_name(run.profile.name, next(iter(settings.values
 # %% tags=["hide-input"]
 # the settings above, as the library defines them
 configs = list(settings.values())
-groups = group_by_label(train_seeds(configs, seeds, data_root=data_root, force=force))
+groups = group_by_label(train_seeds(train_classifier, configs, seeds,
+                                    data_root=data_root, force=force))
 
 # %%
 names = list(groups)
@@ -165,7 +166,8 @@ decay = {start: groups[f"fixed lr, loss decay {start} -> 0"] for start in (2, 3)
 # the Fig. 4d runs of "Schedules compared": the same network, data and seeds
 on_lr_config = experiments.schedules_compared(run.profile.name)[
     "same schedule on the lr (Fig. 4d)"]
-on_lr = train_seeds([on_lr_config], seeds, data_root=data_root, force=force)
+on_lr = train_seeds(train_classifier, [on_lr_config], seeds, data_root=data_root,
+                    force=force)
 plateau = Precondition.count(
     "the constant-weight runs plateau (best test accuracy up < 1 point over the "
     "fifth of training before the last tenth)",

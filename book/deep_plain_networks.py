@@ -73,7 +73,7 @@ from lossdecay_lib.provenance import start_chapter
 from lossdecay_lib.statistics import (compare, finished, format_p, group_by_label,
                                       summarize)
 from lossdecay_lib.tables import scale_name, scales_table, summary_table
-from lossdecay_lib.training import train_seeds
+from lossdecay_lib.training import train_classifier, train_seeds
 
 run = start_chapter(profile=profile, seed=seed, data_root=data_root, force=force)
 sizes = run.profile.classification
@@ -99,7 +99,8 @@ glue("dpn-scale", Markdown(scale_name(run.profile.name, next(iter(first.values()
 # %% tags=["hide-input"]
 records = {}
 for depth, configs in experiments.deep_plain_networks(run.profile.name).items():
-    runs = train_seeds(list(configs.values()), seeds, data_root=data_root, force=force)
+    runs = train_seeds(train_classifier, list(configs.values()), seeds,
+                       data_root=data_root, force=force)
     records[depth] = group_by_label(runs)
 
 # %%

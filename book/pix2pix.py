@@ -96,7 +96,8 @@ from lossdecay_lib.plots import (plot_curves, plot_final_image_metrics,
 from lossdecay_lib.provenance import start_chapter
 from lossdecay_lib.statistics import finished, group_by_label, mean_std
 from lossdecay_lib.tables import mean_pm, setting_name, settings_table, summary_table
-from lossdecay_lib.training import Pix2PixConfig, load_samples, train_pix2pix_seeds
+from lossdecay_lib.training import (Pix2PixConfig, load_samples, train_pix2pix,
+                                    train_seeds)
 from lossdecay_lib.data.paired import DEFAULT_DIRECTION, PairedImages
 from lossdecay_lib.training.pix2pix import build_pix2pix_networks
 
@@ -154,7 +155,7 @@ fig = plot_schedules({
 }, epochs=sizes.epochs, steps_per_epoch=steps_per_epoch)
 
 # %%
-records = train_pix2pix_seeds(configs, seeds, data_root=data_root, force=force)
+records = train_seeds(train_pix2pix, configs, seeds, data_root=data_root, force=force)
 groups = group_by_label(records)
 print(f"{len(records)} runs, "
       f"{len(finished(records))} finished, "

@@ -72,7 +72,7 @@ from lossdecay_lib.plots import plot_metric_bands
 from lossdecay_lib.provenance import start_chapter
 from lossdecay_lib.statistics import group_by_label, summarize
 from lossdecay_lib.tables import scale_name, scales_table, summary_table
-from lossdecay_lib.training import train_seeds
+from lossdecay_lib.training import train_classifier, train_seeds
 
 run = start_chapter(profile=profile, seed=seed, data_root=data_root, force=force)
 sizes = run.profile.classification
@@ -109,7 +109,8 @@ glue("sc-scale", Markdown(scale_name(run.profile.name, next(iter(settings.values
 # %% tags=["hide-input"]
 # the settings above, as the library defines them
 configs = list(settings.values())
-groups = group_by_label(train_seeds(configs, seeds, data_root=data_root, force=force))
+groups = group_by_label(train_seeds(train_classifier, configs, seeds,
+                                    data_root=data_root, force=force))
 
 # %%
 names = list(groups)

@@ -88,7 +88,7 @@ from lossdecay_lib.statistics import (compare, finished, group_by_label, jump_ep
 from lossdecay_lib.tables import (comparison_columns, mean_pm, scale_name, scales_table,
                                   summary_table, values_table)
 from lossdecay_lib.tracking import last_epoch_above_threshold, measurement_cost
-from lossdecay_lib.training import AUTHORS_SGD, train_seeds
+from lossdecay_lib.training import AUTHORS_SGD, train_classifier, train_seeds
 
 run = start_chapter(profile=profile, seed=seed, data_root=data_root, force=force)
 c = run.profile.curvature
@@ -110,7 +110,8 @@ momentum, weight_decay = (dict(AUTHORS_SGD)["momentum"],
                           dict(AUTHORS_SGD)["weight_decay"])
 # the settings above, as the library defines them
 configs = list(settings.values())
-groups = group_by_label(train_seeds(configs, seeds, data_root=data_root, force=force))
+groups = group_by_label(train_seeds(train_classifier, configs, seeds,
+                                    data_root=data_root, force=force))
 
 # %%
 fig = plot_metric_bands({"test accuracy": groups},

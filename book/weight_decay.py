@@ -67,7 +67,7 @@ from lossdecay_lib.statistics import (ALPHA, compare, format_p, group_by_label,
                                       metric_values, summarize, verdict_of,
                                       welch_contrast)
 from lossdecay_lib.tables import markdown_table
-from lossdecay_lib.training import AUTHORS_SGD, train_seeds
+from lossdecay_lib.training import AUTHORS_SGD, train_classifier, train_seeds
 
 run = start_chapter(profile=profile, seed=seed, data_root=data_root, force=force)
 sizes = run.profile.classification
@@ -171,7 +171,8 @@ assert all(gaps[w, identity] < 1e-12 for w in windows), "the identity failed: se
 
 # %%
 configs = experiments.weight_decay(run.profile.name)
-runs = train_seeds(list(configs.values()), seeds, data_root=data_root, force=force)
+runs = train_seeds(train_classifier, list(configs.values()), seeds, data_root=data_root,
+                   force=force)
 groups = group_by_label(runs)
 labels = list(configs)
 with_wd, without_wd = labels[:3], labels[3:]

@@ -87,7 +87,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-__all__ = ["BN_STATS_MODES", "CurvatureMeasurement", "EigenvalueEstimate", "LossHessian", "flatten",
+__all__ = ["BN_STATS_MODES", "CurvatureMeasurement", "EigenvalueEstimate", "LossHessian", "dot", "flatten",
            "lanczos_top_eigenvalue", "measurement_mode", "stability_ratio", "trainable_parameters",
            "unflatten_like"]
 
@@ -127,9 +127,10 @@ def unflatten_like(vector: Tensor, like: Sequence[Tensor]) -> List[Tensor]:
     return pieces
 
 
-def _dot(xs: Sequence[Tensor], ys: Sequence[Tensor]) -> float:
-    """Inner product of two lists of tensors, accumulated in float64."""
-    return float(sum(torch.dot(x.reshape(-1).double(), y.reshape(-1).double()) for x, y in zip(xs, ys)))
+def dot(xs: Sequence[Tensor], ys: Sequence[Tensor], dtype: torch.dtype = torch.float64) -> Tensor:
+    """Inner product of two lists of tensors, accumulated in ``dtype``: a 0-dim tensor on their device
+    (no host read; ``float()`` it for a number)."""
+    return sum(torch.dot(x.reshape(-1).to(dtype), y.reshape(-1).to(dtype)) for x, y in zip(xs, ys))
 
 
 # --------------------------------------------------------------------------------------------
@@ -403,7 +404,7 @@ class LossHessian:
         directional derivative by nested forward mode (5.3 steps).
         """
         g = self.gradient
-        return CurvatureMeasurement(float(self.loss), _dot(g, g), _dot(g, self.hvp(g)))
+        return CurvatureMeasurement(float(self.loss), float(dot(g, g)), float(dot(g, self.hvp(g))))
 
     def top_eigenvalue(self, *, max_iterations: int = 20, rtol: float = 1e-5, seed: int = 0,
                        warm_start: Optional[Tensor] = None) -> EigenvalueEstimate:

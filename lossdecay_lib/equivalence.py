@@ -38,9 +38,9 @@ from typing import Callable, Dict, Iterable, List, Optional, Sequence, Tuple
 import torch
 import torch.nn.functional as F
 
-from .optimizers import build_optimizer
+from .optimizers import ShadowAdam, build_optimizer
 from .schedules import Progress, Schedule, constant, linear_decay
-from .weighting import ScheduledWeight
+from .weighting import ScheduledWeight, base_settings
 
 __all__ = [
     "Recipe",
@@ -157,10 +157,10 @@ def trajectory(
     model.train()
     params = [p for p in model.parameters() if p.requires_grad]
     opt = build_optimizer(recipe.optimizer, params, **recipe.settings)
-    weight = ScheduledWeight(schedule, recipe.place)
+    weight = ScheduledWeight(schedule, recipe.place, weight_decay_over_weight=recipe.weight_decay_over_weight)
     device = params[0].device
     scaler = torch.amp.GradScaler(device.type, init_scale=2.0**16) if recipe.grad_scaler else None
-    base_wd = recipe.settings.get("weight_decay", 0.0)
+    base = base_settings(opt)
     epochs = len(batches) / steps_per_epoch
 
     snapshots, weights, losses = [_flat(params)], [], []
@@ -176,10 +176,9 @@ def trajectory(
             scaled.backward()
         if recipe.clip_norm is not None:
             torch.nn.utils.clip_grad_norm_(params, recipe.clip_norm)
-        if recipe.weight_decay_over_weight:
-            for g in opt.param_groups:
-                g["weight_decay"] = base_wd / w
-        weight.step(opt, w, step=(lambda: scaler.step(opt)) if scaler is not None else None)
+        weight.set_lr(opt, base, 1.0, w)  # place "lr": lr x w (and weight decay / w when asked)
+        weight.scale_grads(opt, w)
+        scaler.step(opt) if scaler is not None else opt.step()
         if scaler is not None:
             scaler.update()
         snapshots.append(_flat(params))
@@ -382,25 +381,17 @@ def adam_step_multiplier(
     model = model_fn()
     model.train()
     params = [p for p in model.parameters() if p.requires_grad]
-    b1, b2 = betas
-    state = {k: [torch.zeros_like(p) for p in params] for k in ("m_w", "v_w", "m_1", "v_1")}
+    weighted, unweighted = (ShadowAdam(params, lr, betas, eps) for _ in range(2))
     lag = AdamLagModel(betas)
     out = AdamMultiplier([], [], [], None)
     for t, (x, y) in enumerate(batches, start=1):
         w = schedule(Progress(t - 1, steps_per_epoch, epochs))
-        loss = F.cross_entropy(model(x), y)
-        grads = torch.autograd.grad(loss, params)
-        c1, c2 = 1 - b1**t, 1 - b2**t
-        upd_w, upd_1 = [], []
-        for i, g in enumerate(grads):
-            for tag, gg in (("w", w * g), ("1", g)):
-                m, v = state[f"m_{tag}"][i], state[f"v_{tag}"][i]
-                m.mul_(b1).add_(gg, alpha=1 - b1)
-                v.mul_(b2).addcmul_(gg, gg, value=1 - b2)
-                (upd_w if tag == "w" else upd_1).append(lr * (m / c1) / ((v / c2).sqrt() + eps))
+        grads = torch.autograd.grad(F.cross_entropy(model(x), y), params)
+        weighted.update(grads, w)
+        unweighted.update(grads)
+        upd_w, upd_1 = weighted.step_direction(), unweighted.step_direction()
         with torch.no_grad():
-            for p, u in zip(params, upd_w):
-                p.sub_(u)
+            torch._foreach_sub_(params, upd_w)
         out.weights.append(w)
         out.measured.append(float(_flat(upd_w).norm() / _flat(upd_1).norm().clamp_min(1e-300)))
         out.predicted.append(lag.update(w))

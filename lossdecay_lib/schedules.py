@@ -376,22 +376,22 @@ class CurvatureAdaptive(Schedule):
 
     The paper wishes that "the model can automatically decide the time to start death convergence".
     This weight is not a function of the clock: every time the training loop measures ``g^T g`` and
-    ``g^T H g`` on its fixed batch (``curvature_every`` steps, see :mod:`lossdecay_lib.tracking`), it
-    calls :meth:`observe`, which moves the weight towards
+    ``g^T H g`` on its fixed batch (``curvature_every`` steps, see :mod:`lossdecay_lib.tracking`), the
+    weight moves towards
 
         ``w* = g^T g / (eta_eff g^T H g)``,  ``eta_eff = eta / (1 - momentum)``,
 
-    the minimiser of Eq. 2's parabola in ``w`` (:func:`lossdecay_lib.curvature.optimal_weight`) for a
-    step of heavy-ball SGD's effective length, capped at ``max_weight`` (and at ``max_weight`` when
+    the minimiser of Eq. 2's parabola in ``w``
+    (:meth:`lossdecay_lib.curvature.CurvatureMeasurement.optimal_weight`) for a step of heavy-ball SGD's
+    effective length, capped at ``max_weight`` (and at ``max_weight`` when
     ``g^T H g <= 0``, where the parabola has no minimum). ``smoothing`` is the weight of the old value
     in an exponential moving average, so one noisy measurement does not set the weight alone. The
     weight starts at ``max_weight``. Between measurements it stays where the last one put it.
 
-    Its state (the current weight) belongs to one run: the loop calls :meth:`reset` at the start and
-    saves :meth:`state_dict` in checkpoints.
+    This object is the description only (its repr keys the record): the current weight is run state,
+    kept by the loop in a :class:`lossdecay_lib.weighting.AdaptiveWeight`. As a schedule of the clock
+    it is its starting weight, ``max_weight``.
     """
-
-    adaptive = True
 
     def __init__(self, max_weight: float = 2.0, momentum: float = 0.95, smoothing: float = 0.5):
         if not (math.isfinite(max_weight) and max_weight > 0):
@@ -401,15 +401,6 @@ class CurvatureAdaptive(Schedule):
         if not 0 <= smoothing < 1:
             raise ValueError(f"smoothing must be in [0, 1), got {smoothing!r}")
         self.max_weight, self.momentum, self.smoothing = float(max_weight), float(momentum), float(smoothing)
-        self._current = self.max_weight
-
-    def __eq__(self, other) -> bool:  # the running state is not part of what the schedule is
-        return type(self) is type(other) and repr(self) == repr(other)
-
-    __hash__ = Schedule.__hash__
-
-    def reset(self) -> None:
-        self._current = self.max_weight
 
     def target(self, grad_dot_grad: float, grad_hessian_grad: float, lr: float) -> float:
         """``min(max_weight, w*)`` for one measurement."""
@@ -420,21 +411,8 @@ class CurvatureAdaptive(Schedule):
         w_star = (1.0 - self.momentum) * grad_dot_grad / (lr * grad_hessian_grad)
         return min(self.max_weight, w_star)
 
-    def observe(self, grad_dot_grad: float, grad_hessian_grad: float, lr: float) -> float:
-        """Move the weight towards :meth:`target` of this measurement; returns the new weight."""
-        t = self.target(grad_dot_grad, grad_hessian_grad, lr)
-        if math.isfinite(t):
-            self._current = self.smoothing * self._current + (1.0 - self.smoothing) * t
-        return self._current
-
     def value(self, progress):
-        return self._current
-
-    def state_dict(self) -> Dict:
-        return {"current": self._current}
-
-    def load_state_dict(self, state: Dict) -> None:
-        self._current = float(state["current"])
+        return self.max_weight
 
 
 def curvature_adaptive(max_weight: float = 2.0, momentum: float = 0.95, smoothing: float = 0.5) -> Schedule:

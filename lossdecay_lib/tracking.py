@@ -27,13 +27,9 @@ from typing import Dict, List, Optional, Tuple
 import torch
 import torch.nn.functional as F
 
-from .curvature import LossHessian, measurement_mode, stability_ratio, trainable_parameters
+from .curvature import LossHessian, dot, measurement_mode, stability_ratio, trainable_parameters
 
 __all__ = ["CurvatureTracker", "measurement_cost"]
-
-
-def _dot(xs, ys) -> float:
-    return float(sum((x.double() * y.double()).sum() for x, y in zip(xs, ys)))
 
 
 class CurvatureTracker:
@@ -93,7 +89,7 @@ class CurvatureTracker:
             m = hessian.curvature()
             g = hessian.gradient
             h_step = hessian.hvp(step_taken)
-            predicted = _dot(g, step_taken) + 0.5 * _dot(step_taken, h_step)
+            predicted = float(dot(g, step_taken)) + 0.5 * float(dot(step_taken, h_step))
             sharpness = sharpness_hvps = None
             n = len(self.rows)
             if self.sharpness_every and n % self.sharpness_every == 0:
@@ -115,7 +111,7 @@ class CurvatureTracker:
         row = {
             "step": step, "epoch": epoch, "weight": weight, "lr": lr,
             "loss": m.loss, "gTg": m.grad_dot_grad, "gTHg": m.grad_hessian_grad,
-            "step_norm": _dot(step_taken, step_taken) ** 0.5,
+            "step_norm": float(dot(step_taken, step_taken)) ** 0.5,
             "predicted_change": predicted, "actual_change": self._eval_loss() - m.loss,
             "sharpness": sharpness, "sharpness_hvps": sharpness_hvps,
             "seconds": time.perf_counter() - started,  # the measurement's own time (Lanczos included)

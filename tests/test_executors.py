@@ -58,7 +58,7 @@ def _sequential(configs, seeds, store):
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # as each Ray task trains (one CPU, one thread)
     try:
-        return train_seeds(configs, seeds, jobs=1, executor="local", store=store, progress=False)
+        return train_seeds(train_classifier, configs, seeds, jobs=1, executor="local", store=store, progress=False)
     finally:
         torch.set_num_threads(threads)
 
@@ -66,7 +66,7 @@ def _sequential(configs, seeds, store):
 def test_ray_writes_the_records_of_local_sequential_runs(ray_cluster, tmp_path):
     configs = [_tiny(label="constant"), _tiny(weight=S.linear_decay(2.0), label="decay")]
     one = _sequential(configs, [0, 1], RunStore(tmp_path / "local"))
-    on_ray = train_seeds(configs, [0, 1], executor="ray", store=RunStore(tmp_path / "ray"), progress=False)
+    on_ray = train_seeds(train_classifier, configs, [0, 1], executor="ray", store=RunStore(tmp_path / "ray"), progress=False)
     assert [r["key"] for r in one] == [r["key"] for r in on_ray]
     assert [_numbers(r) for r in one] == [_numbers(r) for r in on_ray]
     assert sorted(p.name for p in (tmp_path / "ray").iterdir()) == sorted(f"{r['key']}.json" for r in one)

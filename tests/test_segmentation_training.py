@@ -55,6 +55,7 @@ def test_tiny_camvid_run_is_recorded_scored_and_reloaded_by_key(data_root, store
     ious = [v for v in record["final_val_per_class_iou"].values() if v is not None]
     assert record["final_val_miou"] == pytest.approx(sum(ious) / len(ious))  # classes present only
     assert record["best_val_miou_over_epochs"] == record["final_val_miou"] == epoch["val_miou"]
+    assert record["best_epoch"] == 0
     assert set(record["final_val_per_class_iou"]) == set(record["data"]["class_names"])
 
     # the kept predictions are the whole (2-image) val subset: rescore them independently

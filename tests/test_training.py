@@ -7,7 +7,7 @@ import pytest
 from lossdecay_lib import schedules as S
 from lossdecay_lib.runs import RunStore
 from lossdecay_lib.statistics import summarize
-from lossdecay_lib.training import ClassificationConfig, train_classifier
+from lossdecay_lib.training import ClassificationConfig, train_classifier, train_seeds
 
 
 def _tiny(**changes):
@@ -34,9 +34,10 @@ def test_record_has_everything_and_is_reloaded_by_key(store):
     assert e["train_loss_weighted"] == pytest.approx(e["train_loss"] * e["weight_mean"], rel=0.15)
     for k in ("profile", "seed", "device", "torch", "lossdecay_lib", "date"):
         assert k in rec["provenance"]
+    assert rec["data"]["train_images"] == 80 and rec["data"]["test_images"] == 40
     accs = [e["test_acc"] for e in rec["epochs"]]
-    assert rec["data"]["train_images"] == 80 and rec["best_test_acc_over_epochs"] == max(accs)
-    assert rec["final_test_acc"] == accs[-1]
+    assert all((a * 40).is_integer() for a in accs)  # a share of the 40 test images
+    assert rec["final_test_acc"] == accs[-1] and rec["best_test_acc_over_epochs"] == accs[rec["best_epoch"]] == max(accs)
     assert store.path(rec["key"]).is_file()
     again = train_classifier(cfg, store=store, progress=False)
     assert again == rec  # loaded, not retrained
@@ -100,6 +101,7 @@ def test_schedule_free_sgd_trains_and_evaluates(store):
                            store=store, progress=False)
     correct = rec["final_test_acc"] * rec["data"]["test_images"]  # a count of the 40 test images
     assert rec["status"] == "finished" and correct == pytest.approx(round(correct))
+    assert [e["lr_mean"] for e in rec["epochs"]] == [0.5, 0.5]  # no schedule: Schedule-Free needs none
 
 
 def test_curvature_tracking_is_recorded_and_keys_of_untracked_runs_are_unchanged(store):
@@ -110,7 +112,7 @@ def test_curvature_tracking_is_recorded_and_keys_of_untracked_runs_are_unchanged
     rec = train_classifier(tracked, store=store, progress=False)
     rows = rec["curvature"]
     assert [r["step"] for r in rows] == [0, 3, 6, 9]
-    assert all(r["gTg"] > 0 for r in rows)
+    assert [(r["weight"], r["lr"]) for r in rows] == [(1.0, 0.05)] * 4  # what was in force at each step
     assert [r["sharpness"] is not None for r in rows] == [True, False, True, False]
     untracked = train_classifier(plain, store=store, progress=False)
     assert "curvature" not in untracked
@@ -159,3 +161,18 @@ def test_the_measurement_batch_can_be_smaller_than_the_training_batch(store):
     full = train_classifier(tracked.with_(curvature_batch=0), store=store, progress=False)
     assert [r["gTg"] for r in rec["curvature"]] != [r["gTg"] for r in full["curvature"]]  # another batch
     assert [e["test_acc"] for e in rec["epochs"]] == [e["test_acc"] for e in full["epochs"]]  # same training
+
+
+def test_train_seeds_trains_every_configuration_at_every_seed_with_the_tasks_function(tmp_path):
+    seen = []
+
+    def train(config, store, **kwargs):  # stands for train_classifier, train_segmenter or train_pix2pix
+        seen.append((config.label, config.seed, kwargs))
+        return {"label": config.label, "seed": config.seed}
+
+    records = train_seeds(train, [_tiny(label="a"), _tiny(label="b")], [0, 3], jobs=1, executor="local",
+                          store=RunStore(tmp_path), progress=False)
+    assert [(r["label"], r["seed"]) for r in records] == [("a", 0), ("a", 3), ("b", 0), ("b", 3)]
+    assert all(kwargs == {"progress": False} for _, _, kwargs in seen)
+    with pytest.raises(ValueError, match="epochs must be a positive integer"):
+        train_seeds(train, [_tiny(epochs=0)], [0], jobs=1, store=RunStore(tmp_path))  # validated first

@@ -19,7 +19,7 @@ from lossdecay_lib.models import PlainNet
 from lossdecay_lib.runs import RunStore, run_key
 from lossdecay_lib.schedules import Progress
 from lossdecay_lib.training import AUTHORS_SGD, ClassificationConfig, train_classifier
-from lossdecay_lib.weighting import ScheduledWeight
+from lossdecay_lib.weighting import ScheduledWeight, base_settings
 
 SGD = dict(AUTHORS_SGD)  # the paper's settings: lr 0.1, momentum 0.95, weight decay 1e-4
 
@@ -47,19 +47,21 @@ def test_loss_weighting_is_heavy_ball_lr_weighting_with_weight_decay_over_w(real
     assert _gap(real, loss_side, E.Recipe("sgd", SGD, place="lr", weight_decay_over_weight=True)) > 1e-6
 
 
-def test_the_lr_place_sets_weight_decay_over_w_for_the_step_only():
+def test_the_lr_place_sets_weight_decay_over_w_from_the_base_at_every_step():
     p = torch.nn.Parameter(torch.ones(3, dtype=torch.float64))
     opt = torch.optim.SGD([p], lr=0.1, momentum=0.9, weight_decay=1e-4)
     seen = []
     opt.register_step_pre_hook(lambda o, *_: seen.append((o.param_groups[0]["lr"], o.param_groups[0]["weight_decay"])))
     weight = ScheduledWeight(S.linear_decay(start=2.0), place="lr", weight_decay_over_weight=True)
+    base = base_settings(opt)
     for step in range(4):
         w = weight.value(Progress(step, 4, 1))
+        weight.set_lr(opt, base, 1.0, w)
         opt.zero_grad()
         p.sum().backward()
-        weight.step(opt, w)
+        opt.step()
         assert seen[-1] == pytest.approx((0.1 * w, 1e-4 / w))
-        assert (opt.param_groups[0]["lr"], opt.param_groups[0]["weight_decay"]) == (0.1, 1e-4)  # restored
+        assert base == [{"lr": 0.1, "weight_decay": 1e-4}]  # every step starts from the base values
     assert [wd for _, wd in seen] == pytest.approx([1e-4 / 2.0, 1e-4 / 1.5, 1e-4 / 1.0, 1e-4 / 0.5])
 
 

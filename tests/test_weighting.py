@@ -3,7 +3,7 @@ import torch
 
 from lossdecay_lib import schedules as S
 from lossdecay_lib.schedules import Progress
-from lossdecay_lib.weighting import NegativeWeightError, ScheduledWeight
+from lossdecay_lib.weighting import AdaptiveWeight, NegativeWeightError, ScheduledWeight, base_settings
 
 
 def _one_step(place, w, optimizer="sgd", **settings):
@@ -12,10 +12,13 @@ def _one_step(place, w, optimizer="sgd", **settings):
     x, y = torch.randn(16, 5, dtype=torch.float64), torch.randint(0, 3, (16,))
     opt = {"sgd": torch.optim.SGD, "adam": torch.optim.Adam}[optimizer](model.parameters(), **settings)
     weight = ScheduledWeight(S.constant(w), place=place)
+    base = base_settings(opt)
     wt = weight.value(Progress(0, 1, 1))
     loss = torch.nn.functional.cross_entropy(model(x), y)
+    weight.set_lr(opt, base, 1.0, wt)
     weight.scale_loss(loss, wt).backward()
-    weight.step(opt, wt)
+    weight.scale_grads(opt, wt)
+    opt.step()
     return torch.cat([p.detach().flatten() for p in model.parameters()]), opt
 
 
@@ -28,28 +31,31 @@ def test_every_place_gives_the_same_plain_sgd_step(place):
     assert not torch.allclose(scaled, ref)
 
 
-def test_lr_place_restores_the_learning_rate_and_composes_with_torch_schedulers():
+def test_set_lr_is_base_times_schedule_times_the_weight_at_the_lr_place_only():
     p = torch.nn.Parameter(torch.ones(1))
     opt = torch.optim.SGD([p], lr=1.0)
-    torch_sched = torch.optim.lr_scheduler.StepLR(opt, step_size=1, gamma=0.5)
-    weight = ScheduledWeight(S.constant(0.1), place="lr")
+    base = base_settings(opt)
     moves = []
-    for _ in range(3):
+    for factor in (1.0, 0.5, 0.25):  # a learning-rate schedule
+        lr = ScheduledWeight(S.constant(0.1), place="lr").set_lr(opt, base, factor, 0.1)
+        assert lr == factor  # the scheduled learning rate, without the weight
         opt.zero_grad()
         p.sum().backward()  # gradient 1
         before = p.item()
-        weight.step(opt, 0.1)
+        opt.step()
         moves.append(before - p.item())
-        torch_sched.step()
-    assert moves == pytest.approx([0.1, 0.05, 0.025])  # torch's schedule times our weight
-    assert opt.param_groups[0]["lr"] == pytest.approx(0.125)  # untouched by us
+    assert moves == pytest.approx([0.1, 0.05, 0.025])  # the schedule times the weight
+    ScheduledWeight(S.constant(0.1), place="loss").set_lr(opt, base, 0.5, 0.1)
+    assert opt.param_groups[0]["lr"] == 0.5  # elsewhere the weight leaves the learning rate alone
 
 
 def test_grad_place_scales_gradients_before_the_step_only():
     p = torch.nn.Parameter(torch.zeros(2))
     opt = torch.optim.SGD([p], lr=1.0)
     (p * torch.tensor([1.0, 2.0])).sum().backward()
-    ScheduledWeight(S.constant(0.5), place="grad").step(opt, 0.5)
+    ScheduledWeight(S.constant(0.5), place="grad").scale_grads(opt, 0.5)
+    ScheduledWeight(S.constant(0.5), place="loss").scale_grads(opt, 0.5)  # not its place: no change
+    opt.step()
     assert p.detach().tolist() == [-0.5, -1.0]
 
 
@@ -59,12 +65,19 @@ def test_loss_place_scales_only_the_loss():
     assert ScheduledWeight(S.constant(0.3), place="lr").scale_loss(torch.tensor(2.0), 0.3).item() == 2.0
 
 
-def test_step_accepts_a_custom_step_function():
-    p = torch.nn.Parameter(torch.zeros(1))
-    opt = torch.optim.SGD([p], lr=1.0)
-    calls = []
-    ScheduledWeight(S.constant(1.0), place="lr").step(opt, 1.0, step=lambda: calls.append(opt.param_groups[0]["lr"]))
-    assert calls == [1.0]
+def test_a_curvature_adaptive_weight_keeps_its_run_state_outside_the_schedule():
+    schedule = S.curvature_adaptive(max_weight=2.0, momentum=0.9, smoothing=0.5)
+    weight = ScheduledWeight(schedule)
+    p = Progress(0, 10, 2)
+    assert isinstance(weight.adaptive, AdaptiveWeight) and weight.value(p) == 2.0  # starts at the cap
+    assert weight.adaptive.observe(1.0, 2.0, 0.1) == pytest.approx(0.5 * 2.0 + 0.5 * 0.5)
+    assert weight.value(p) == pytest.approx(1.25) and schedule(p) == 2.0  # the schedule is unchanged
+    state = weight.adaptive.state_dict()
+    fresh = ScheduledWeight(schedule)  # another run starts afresh
+    assert fresh.value(p) == 2.0
+    fresh.adaptive.load_state_dict(state)
+    assert fresh.value(p) == pytest.approx(1.25)
+    assert ScheduledWeight(S.constant()).adaptive is None
 
 
 def test_negative_weights_are_refused_unless_allowed():

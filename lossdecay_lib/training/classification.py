@@ -2,34 +2,35 @@
 
 A run is described by a :class:`ClassificationConfig` (network, data sizes, optimizer, the loss-weight
 schedule and where it acts, the learning-rate schedule, seed, profile). :func:`train_classifier`
-validates it before any work, trains, evaluates on the test split after every epoch, and writes a run
-record (:mod:`lossdecay_lib.runs`) keyed by the configuration, so executing a chapter again loads
-finished runs instead of training them again.
+validates it before any work, trains (:func:`train_epoch`), evaluates on the test split after every
+epoch (:func:`evaluate`), and writes a run record (:mod:`lossdecay_lib.runs`) keyed by the
+configuration, so executing a chapter again loads finished runs instead of training them again.
 
-The step (:class:`ScheduleController`) is the part every loop of the book shares: set the learning
-rate from its schedule, weight the loss (or the gradients, or the learning rate) by the loss-weight
-schedule, backpropagate, step. Metrics accumulate on the device; the host reads them once per epoch.
+The weighted step (paper Eq. 1) is written out in :func:`train_epoch`: the weight for this progress,
+the learning rate set, ``zero_grad``, the weighted loss's ``backward()``, the step. Metrics accumulate
+on the device; the host reads them once per epoch.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, replace
-from typing import Callable, Dict, List, Optional, Sequence, Tuple
+from dataclasses import dataclass, field
+from types import SimpleNamespace
+from typing import Dict, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
 
-from .loop import NonFiniteWatch, RecordedRun, progress_bar
+from .loop import EpochSums, NonFiniteWatch, RecordedRun, RunConfig
 from ..tracking import CurvatureTracker
 from ..models import MODEL_NAMES, build_model, channels_last_is_safe, weight_layers
 from ..optimizers import build_optimizer, check_optimizer_name
-from ..profiles import get_profile, resolve_device
+from ..profiles import resolve_device
 from ..data.seeding import seed_everything
-from ..schedules import Progress, Schedule, constant
-from ..checks import check_name, check_non_negative_int, check_positive_int
-from ..weighting import ScheduledWeight, check_place, check_weight_decay_over_weight
+from ..schedules import CurvatureAdaptive, Progress, Schedule, constant
+from ..checks import check_name, check_non_negative_int
+from ..weighting import ScheduledWeight, base_settings, check_weight_decay_over_weight
 
-__all__ = ["AUTHORS_SGD", "ClassificationConfig", "ScheduleController", "train_classifier", "train_seeds", "evaluate"]
+__all__ = ["AUTHORS_SGD", "ClassificationConfig", "train_classifier", "train_epoch", "evaluate"]
 
 #: The optimizer of the authors' classification script (their text does not give one): SGD with
 #: learning rate 0.1, momentum 0.95 and (coupled) weight decay 1e-4.
@@ -37,7 +38,7 @@ AUTHORS_SGD: Tuple[Tuple[str, object], ...] = (("lr", 0.1), ("momentum", 0.95), 
 
 
 @dataclass(frozen=True)
-class ClassificationConfig:
+class ClassificationConfig(RunConfig):
     """Everything that defines a classification run (and so its record's key).
 
     ``weight`` is the loss-weight schedule (``constant(1.0)``: ordinary training), applied at
@@ -73,26 +74,20 @@ class ClassificationConfig:
     weight_decay_over_weight: bool = False  # place "lr": weight decay lambda / w_t (see weighting.py)
     label: str = ""  # a reader's name for the run in figures; not part of the key
 
-    #: Fields added after records existed; left out of the key at these defaults so old keys still hold.
     _KEY_DEFAULTS = {"curvature_every": 0, "sharpness_every": 0, "curvature_batch": 0, "precision": "fp32",
                      "compile": False, "image_size": 32, "weight_decay_over_weight": False}
+    _POSITIVE = ("epochs", "batch_size")
+    _OPTIONAL = {"train_per_class": "", "test_per_class": ""}
     PRECISIONS = ("fp32", "bf16")
 
-    def validate(self) -> None:
-        """Every bad value is an error before any work starts; names list the valid choices."""
-        get_profile(self.profile)
+    def check(self) -> None:
         check_name(self.model, MODEL_NAMES, "network")
         check_optimizer_name(self.optimizer)
-        check_place(self.weight_place)
         check_weight_decay_over_weight(self.weight_decay_over_weight, self.weight_place)
         if self.weight_decay_over_weight and not dict(self.optimizer_settings).get("weight_decay", 0) > 0:
             raise ValueError("weight_decay_over_weight divides the coupled weight decay by w_t: it needs "
                              "optimizer_settings with weight_decay > 0")
-        for name in ("epochs", "batch_size"):
-            check_positive_int(name, getattr(self, name))
-        for name in ("train_per_class", "test_per_class"):
-            check_positive_int(name, getattr(self, name), allow_none=True)
-        for name in ("curvature_every", "sharpness_every", "curvature_batch", "seed"):
+        for name in ("curvature_every", "sharpness_every", "curvature_batch"):
             check_non_negative_int(name, getattr(self, name))
         check_name(self.precision, self.PRECISIONS, "precision")
         if self.image_size not in (8, 16, 32):
@@ -100,25 +95,24 @@ class ClassificationConfig:
                              f"got {self.image_size!r}")
         if not isinstance(self.compile, bool):
             raise ValueError(f"compile must be True or False, got {self.compile!r}")
-        if getattr(self.weight, "adaptive", False) and not self.curvature_every:
-            raise ValueError(f"{self.weight!r} sets the weight from measured curvature: it needs curvature_every > 0")
+        if isinstance(self.weight, CurvatureAdaptive) and not self.curvature_every:
+            raise ValueError(f"{self.weight!r} sets the weight from measured curvature: it needs "
+                             "curvature_every > 0")
         if "lr" not in dict(self.optimizer_settings):
             raise ValueError("optimizer_settings must include the base learning rate 'lr'")
         build_model(self.model, **dict(self.model_settings))  # raises on a depth the network cannot build
 
     @classmethod
-    def from_profile(cls, profile: str, depth: Optional[int] = None, curvature: bool = False,
-                     **changes) -> "ClassificationConfig":
+    def profile_fields(cls, prof, depth: Optional[int] = None, curvature: bool = False) -> Dict:
         """A plain-network run at the sizes of ``profile`` (see :mod:`lossdecay_lib.profiles`), with the
         authors' SGD; ``depth`` defaults to the profile's first depth; ``changes`` override fields.
 
         ``curvature=True`` takes the sizes of the profile's curvature section instead, and measures
         curvature along the run as that section says.
         """
-        prof = get_profile(profile)
         sizes = prof.classification
         fields = dict(
-            profile=prof.name, model="plain",
+            model="plain",
             model_settings=(("depth", depth or sizes.depths[0]), ("widths", sizes.width)),
             train_per_class=sizes.train_per_class, test_per_class=sizes.test_per_class,
             epochs=sizes.epochs, batch_size=sizes.batch_size,
@@ -132,57 +126,99 @@ class ClassificationConfig:
                           train_per_class=c.train_per_class, epochs=c.epochs, batch_size=c.batch_size,
                           curvature_every=c.every, sharpness_every=c.sharpness_every,
                           curvature_batch=c.measure_batch, image_size=c.image_size)
-        return cls(**fields).with_(**changes)
-
-    def with_(self, **changes) -> "ClassificationConfig":
-        """A copy with some fields changed; dict values for ``*_settings`` are accepted."""
-        for key in ("model_settings", "optimizer_settings"):
-            if isinstance(changes.get(key), dict):
-                changes[key] = tuple(sorted(changes[key].items()))
-        return replace(self, **changes)
-
-    def describe(self) -> Dict:
-        """A JSON-ready description (schedules by their repr); the record's key is derived from it."""
-        d = asdict(self)
-        d.pop("label")
-        for name, default in self._KEY_DEFAULTS.items():
-            if d[name] == default:
-                d.pop(name)
-        d["weight"] = repr(self.weight)
-        d["lr_schedule"] = repr(self.lr_schedule)
-        d["model_settings"] = dict(self.model_settings)
-        d["optimizer_settings"] = dict(self.optimizer_settings)
-        return d
+        return fields
 
 
-class ScheduleController:
-    """The shared step: learning rate from its schedule, loss weight at its place, backward, step.
+def _setup(config: ClassificationConfig, data_root, dev) -> SimpleNamespace:
+    """Data, network, optimizer, weight and curvature tracker of a run, in the order that fixes its
+    random numbers."""
+    from ..data import CifarBatches, load_cifar10
 
-    ``lr_schedule`` multiplies each parameter group's base learning rate (read once, at construction).
-    """
+    train = load_cifar10("train", data_root, per_class=config.train_per_class, seed=0, download=True)
+    test = load_cifar10("test", data_root, per_class=config.test_per_class, seed=0, download=True)
+    # channels_last wherever it is safe (models.channels_last_is_safe); decided before seeding, so the
+    # probe network does not change the run's random numbers.
+    channels_last = channels_last_is_safe(build_model(config.model, **dict(config.model_settings)), dev)
+    seed_everything(config.seed)
+    batches = dict(device=dev, channels_last=channels_last, pool=32 // config.image_size)
+    train_batches = CifarBatches(train, config.batch_size, seed=config.seed, augment=config.augment, **batches)
+    test_batches = CifarBatches(test, 500, train=False, **batches)
+    steps_per_epoch = len(train_batches)
+    if steps_per_epoch == 0:
+        raise ValueError(f"batch_size {config.batch_size} is larger than the {len(train)} training images")
+    weight = ScheduledWeight(config.weight, config.weight_place, config.allow_negative,
+                             config.weight_decay_over_weight)
+    lowest_weight = weight.check(config.epochs, steps_per_epoch)
+    model = build_model(config.model, **dict(config.model_settings)).to(dev)
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    optimizer = build_optimizer(config.optimizer, model.parameters(), **dict(config.optimizer_settings))
+    layers = weight_layers(model)
+    t = SimpleNamespace(
+        device=dev, train_batches=train_batches, test_batches=test_batches,
+        steps_per_epoch=steps_per_epoch, model=model, optimizer=optimizer, base=base_settings(optimizer),
+        weight=weight, layer_weights=[layer.weight for _, layer in layers], tracker=None,
+        schedule_free=hasattr(optimizer, "train") and callable(getattr(optimizer, "eval", None)),
+        # bf16 autocast rounds the forward pass only: the loss, the weight that multiplies it, the
+        # gradients and the optimizer state stay fp32, so no GradScaler is needed.
+        autocast=torch.autocast(dev.type, dtype=torch.bfloat16, enabled=config.precision == "bf16"),
+        forward=torch.compile(model) if config.compile else model,
+        facts={"data": {"train_images": len(train), "test_images": len(test), "source": train.source,
+                        "steps_per_epoch": steps_per_epoch},
+               "layers": [name for name, _ in layers], "negative_weights": lowest_weight < 0})
+    t.stateful = dict(model=model, optimizer=optimizer)
+    if weight.adaptive is not None:  # the adaptive weight's run state (weighting.AdaptiveWeight)
+        t.stateful["weight"] = weight.adaptive
+    if config.curvature_every:
+        fixed = CifarBatches(train, config.curvature_batch or config.batch_size, train=False, **batches)
+        t.tracker = CurvatureTracker(model, next(iter(fixed)), config.curvature_every, config.sharpness_every)
+        t.stateful["curvature"] = t.tracker
+    return t
 
-    def __init__(self, optimizer: torch.optim.Optimizer, weight: ScheduledWeight, lr_schedule: Schedule,
-                 steps_per_epoch: int, epochs: int):
-        self.optimizer, self.weight, self.lr_schedule = optimizer, weight, lr_schedule
-        self.steps_per_epoch, self.epochs = steps_per_epoch, epochs
-        self.base_lrs = [g["lr"] for g in optimizer.param_groups]
 
-    def progress(self, step: int) -> Progress:
-        return Progress(step, self.steps_per_epoch, self.epochs)
-
-    def step(self, step: int, loss: torch.Tensor, after_backward: Optional[Callable[[], None]] = None) -> Tuple[float, float]:
-        """One optimizer step on ``loss`` (unweighted); returns ``(weight, learning rate)`` in force."""
-        p = self.progress(step)
-        w = self.weight.value(p)
-        lr_factor = self.lr_schedule(p)
-        for g, base in zip(self.optimizer.param_groups, self.base_lrs):
-            g["lr"] = base * lr_factor
-        self.optimizer.zero_grad(set_to_none=True)
-        self.weight.scale_loss(loss, w).backward()
-        if after_backward is not None:
-            after_backward()
-        self.weight.step(self.optimizer, w)
-        return w, self.base_lrs[0] * lr_factor
+def train_epoch(config: ClassificationConfig, t: SimpleNamespace, epoch: int, step: int,
+                run: RecordedRun) -> Tuple[Dict, NonFiniteWatch]:
+    """One epoch of weighted steps (paper Eq. 1) from global ``step``: the means of its steps (and the
+    correct and seen images) and its non-finite watch."""
+    t.model.train()
+    if t.schedule_free:
+        t.optimizer.train()
+    n = len(t.layer_weights)
+    sums = EpochSums(t.device, loss=(), weighted_loss=(), correct=(), grad_norm=(), images=(),
+                     layer_grad_norms=n, layer_effective_steps=n)
+    watch = NonFiniteWatch(t.device)
+    for x, y in t.train_batches.epoch_batches(epoch):
+        measure = t.tracker is not None and t.tracker.due(step)
+        if measure:
+            t.tracker.before_step()
+        with t.autocast:
+            logits = t.forward(x)
+        loss = F.cross_entropy(logits.float(), y)  # fp32 loss: the weight scales the unrounded loss
+        before = [p.detach().clone() for p in t.layer_weights]
+        progress = Progress(step, t.steps_per_epoch, config.epochs)
+        w = t.weight.value(progress)  # the weight for this step
+        lr = t.weight.set_lr(t.optimizer, t.base, config.lr_schedule(progress), w)  # x w at place "lr"
+        t.optimizer.zero_grad(set_to_none=True)
+        t.weight.scale_loss(loss, w).backward()  # w x loss at place "loss"
+        norms = torch.stack(torch._foreach_norm([p.grad for p in t.layer_weights]))
+        grad_norm = torch.linalg.vector_norm(norms).double()
+        t.weight.scale_grads(t.optimizer, w)  # w x gradient at place "grad"
+        t.optimizer.step()
+        with torch.no_grad():
+            moved = torch._foreach_norm(torch._foreach_sub([p.detach() for p in t.layer_weights], before))
+            effective = (torch.stack(moved) / torch.stack(torch._foreach_norm(before))).double()
+        if measure:
+            row = t.tracker.after_step(step, epoch, w, lr)
+            if t.weight.adaptive is not None:
+                t.weight.adaptive.observe(row["gTg"], row["gTHg"], lr)
+        watch.observe(step, loss, grad_norm)
+        sums.add(loss=loss.detach().double(), correct=(logits.argmax(1) == y).sum(), images=y.numel(),
+                 weighted_loss=loss.detach().double() * (w if config.weight_place == "loss" else 1.0),
+                 grad_norm=grad_norm, layer_grad_norms=norms.double(), layer_effective_steps=effective)
+        run.log_step(w, lr)
+        step += 1
+    schedule = run.epoch_schedule()
+    return dict(sums.means(schedule["steps"], "correct", "images"), **schedule), watch
 
 
 @torch.no_grad()
@@ -197,10 +233,6 @@ def evaluate(model: torch.nn.Module, batches) -> Tuple[float, float]:
         total[2] += y.numel()
     loss, correct, count = total.tolist()
     return loss / count, correct / count
-
-
-def _uses_schedule_free(optimizer) -> bool:
-    return hasattr(optimizer, "train") and hasattr(optimizer, "eval") and callable(getattr(optimizer, "eval"))
 
 
 @torch.no_grad()
@@ -224,180 +256,43 @@ def train_classifier(config: ClassificationConfig, data_root=None, device: str =
     configuration resumes from there (``force`` starts afresh). A CPU run resumed after a kill ends
     with the same record as an uninterrupted one.
     """
-    from ..data import CifarBatches, load_cifar10
-
     run = RecordedRun.for_config(config, store, force=force, checkpoint_every=checkpoint_every)
     if run.finished is not None:
         return run.finished
-
     dev = resolve_device(device)
-    train = load_cifar10("train", data_root, per_class=config.train_per_class, seed=0, download=True)
-    test = load_cifar10("test", data_root, per_class=config.test_per_class, seed=0, download=True)
-    # channels_last wherever it is safe (models.channels_last_is_safe); decided before seeding, so the
-    # probe network does not change the run's random numbers.
-    channels_last = channels_last_is_safe(build_model(config.model, **dict(config.model_settings)), dev)
-    seed_everything(config.seed)
-    pool = 32 // config.image_size
-    train_batches = CifarBatches(train, config.batch_size, device=dev, seed=config.seed, augment=config.augment,
-                                 channels_last=channels_last, pool=pool)
-    test_batches = CifarBatches(test, 500, train=False, device=dev, channels_last=channels_last, pool=pool)
-    steps_per_epoch = len(train_batches)
-    if steps_per_epoch == 0:
-        raise ValueError(f"batch_size {config.batch_size} is larger than the {len(train)} training images")
-
-    # A weight set from measured curvature (schedules.CurvatureAdaptive) has run state: reset, checkpointed.
-    adaptive = config.weight if getattr(config.weight, "adaptive", False) else None
-    if adaptive is not None:
-        adaptive.reset()
-    weight = ScheduledWeight(config.weight, config.weight_place, config.allow_negative,
-                             config.weight_decay_over_weight)
-    lowest_weight = weight.check(config.epochs, steps_per_epoch)
-    model = build_model(config.model, **dict(config.model_settings)).to(dev)
-    if channels_last:
-        model = model.to(memory_format=torch.channels_last)
-    optimizer = build_optimizer(config.optimizer, model.parameters(), **dict(config.optimizer_settings))
-    controller = ScheduleController(optimizer, weight, config.lr_schedule, steps_per_epoch, config.epochs)
-    layers = weight_layers(model)
-    layer_grads = [layer.weight for _, layer in layers]
-    schedule_free = _uses_schedule_free(optimizer)
-
+    t = _setup(config, data_root, dev)
     record = run.new_record("classification", config, dev)
-    record.update({
-        "data": {"train_images": len(train), "test_images": len(test), "source": train.source,
-                 "steps_per_epoch": steps_per_epoch},
-        "layers": [name for name, _ in layers],
-        "negative_weights": lowest_weight < 0,
-    })
-    tracker = None
-    if config.curvature_every:
-        fixed_batch = next(iter(CifarBatches(train, config.curvature_batch or config.batch_size, train=False,
-                                             device=dev, channels_last=channels_last, pool=pool)))
-        tracker = CurvatureTracker(model, fixed_batch, config.curvature_every, config.sharpness_every)
-    stateful = dict(model=model, optimizer=optimizer)
-    if adaptive is not None:
-        stateful["weight"] = adaptive
-    if tracker is not None:
-        stateful["curvature"] = tracker
-    start_epoch, step, record = run.resume(record, **stateful)
-    if tracker is not None:
-        tracker.rows[:] = record.get("curvature", [])
-        record["curvature"] = tracker.rows
-    # bf16 autocast (GPUs that support it; CPUs too) rounds the forward pass only: the loss, the weight
-    # that multiplies it, the gradients and the optimizer state stay fp32, so no GradScaler is needed.
-    autocast = torch.autocast(dev.type, dtype=torch.bfloat16, enabled=config.precision == "bf16")
-    forward = torch.compile(model) if config.compile else model
-    bar = progress_bar(config.epochs * steps_per_epoch, f"{config.label or config.model}, seed {config.seed}",
-                       progress)
-    if bar is not None:
-        bar.update(step)
+    record.update(t.facts)
+    start_epoch, step, record = run.resume(record, **t.stateful)
+    if t.tracker is not None:
+        t.tracker.rows[:] = record.get("curvature", [])
+        record["curvature"] = t.tracker.rows
+    run.show_progress(config.epochs * t.steps_per_epoch, f"{config.label or config.model}, seed {config.seed}",
+                       progress, done=step)
     for epoch in range(start_epoch, config.epochs):
-        model.train()
-        if schedule_free:
-            optimizer.train()
-        sums = torch.zeros(4, device=dev, dtype=torch.float64)  # loss, weighted loss, correct, grad norm
-        layer_sums = torch.zeros(len(layers), device=dev, dtype=torch.float64)
-        step_sums = torch.zeros(len(layers), device=dev, dtype=torch.float64)  # ||w_{t+1} - w_t|| / ||w_t||
-        grad_norm = torch.zeros((), device=dev, dtype=torch.float64)
-        watch = NonFiniteWatch(dev)
-        count = 0
-
-        def log_gradients():
-            norms = torch._foreach_norm([t.grad for t in layer_grads])
-            layer_sums.add_(torch.stack(norms).double())
-            grad_norm.copy_(torch.linalg.vector_norm(torch.stack(norms)).double())
-            sums[3] += grad_norm
-
-        for x, y in train_batches.epoch_batches(epoch):
-            measure = tracker is not None and tracker.due(step)
-            if measure:
-                tracker.before_step()
-            with autocast:
-                logits = forward(x)
-            loss = F.cross_entropy(logits.float(), y)  # fp32 loss: the weight scales the unrounded loss
-            before = [t.detach().clone() for t in layer_grads]
-            w, lr = controller.step(step, loss, after_backward=log_gradients)
-            with torch.no_grad():
-                moved = torch._foreach_norm(torch._foreach_sub([t.detach() for t in layer_grads], before))
-                step_sums.add_((torch.stack(moved) / torch.stack(torch._foreach_norm(before))).double())
-            if measure:
-                row = tracker.after_step(step, epoch, w, lr)
-                if adaptive is not None:
-                    adaptive.observe(row["gTg"], row["gTHg"], lr)
-            with torch.no_grad():
-                watch.observe(step, loss, grad_norm)
-                sums[0] += loss.detach().double()
-                sums[1] += loss.detach().double() * (w if config.weight_place == "loss" else 1.0)
-                sums[2] += (logits.argmax(1) == y).sum()
-            run.log_step(w, lr)
-            count += y.numel()
-            step += 1
-            if bar is not None:
-                bar.update(1)
-        loss_sum, wloss_sum, correct, grad_sum = sums.tolist()
-        bad_step = watch.first()
-        if bad_step is not None:
-            if bar is not None:
-                bar.close()
-            return run.diverge(record, epoch, bad_step, step)
-        weight_mean, lr_mean, n_steps = run.epoch_schedule()
-        if schedule_free:
-            optimizer.eval()
-            _refresh_batch_norm(model, train_batches.epoch_batches(epoch))
-        test_loss, test_acc = evaluate(model, test_batches)
+        train, watch = train_epoch(config, t, epoch, step, run)
+        step += t.steps_per_epoch
+        if watch.first() is not None:
+            return run.diverge(record, epoch, watch.first(), step)
+        if t.schedule_free:  # evaluated at the averaged iterate: batch-norm statistics recomputed there
+            t.optimizer.eval()
+            _refresh_batch_norm(t.model, t.train_batches.epoch_batches(epoch))
+        test_loss, test_acc = evaluate(t.model, t.test_batches)
         record["epochs"].append({
-            "epoch": epoch,
-            "train_loss": loss_sum / n_steps,
-            "train_loss_weighted": wloss_sum / n_steps,
-            "train_acc": correct / count,
-            "test_loss": test_loss,
-            "test_acc": test_acc,
-            "weight_mean": weight_mean,
-            "lr_mean": lr_mean,
-            "grad_norm": grad_sum / n_steps,
-            "layer_grad_norms": [v / n_steps for v in layer_sums.tolist()],
+            "epoch": epoch, "train_loss": train["loss"], "train_loss_weighted": train["weighted_loss"],
+            "train_acc": train["correct"] / train["images"], "test_loss": test_loss, "test_acc": test_acc,
+            "weight_mean": train["weight_mean"], "lr_mean": train["lr_mean"], "grad_norm": train["grad_norm"],
+            "layer_grad_norms": train["layer_grad_norms"],
             # issue 19: per layer, the weight norm at the epoch's end and the mean effective step (the
             # update's norm over the weights' norm: the angular step of a scale-invariant layer)
-            "layer_weight_norms": [float(v) for v in torch.stack(torch._foreach_norm(
-                [t.detach() for t in layer_grads])).tolist()],
-            "layer_effective_steps": [v / n_steps for v in step_sums.tolist()],
-            "seconds": run.elapsed,
-        })
-        if bar is not None:
-            bar.set_postfix(test_acc=f"{test_acc:.3f}")
-        run.end_epoch(record, epoch, config.epochs, step, **stateful)
-    if bar is not None:
-        bar.close()
+            "layer_weight_norms": torch.stack(torch._foreach_norm([p.detach() for p in t.layer_weights])).tolist(),
+            "layer_effective_steps": train["layer_effective_steps"],
+            "seconds": run.elapsed})
+        run.bar.set_postfix(test_acc=f"{test_acc:.3f}")
+        run.end_epoch(record, epoch, config.epochs, step, **t.stateful)
     accs = [e["test_acc"] for e in record["epochs"]]
     return run.finish(record, {
         "final_test_acc": accs[-1],
         "best_test_acc_over_epochs": max(accs),  # selects on the test set: the authors' number, labelled
         "best_epoch": accs.index(max(accs)),
     })
-
-
-def train_seeds(configs: Sequence[ClassificationConfig], seeds: Sequence[int], jobs: Optional[int] = None,
-                executor: Optional[str] = None, **kwargs) -> List[Dict]:
-    """Every configuration at every seed, records in order; finished runs are loaded, not retrained.
-
-    The runs still to train go to ``jobs`` processes of one thread each (default:
-    :func:`lossdecay_lib.campaign.default_jobs`, the number of cores on a CPU); each record is the one a
-    sequential run writes. ``executor="ray"`` (default: ``$LOSSDECAY_EXECUTOR``, else ``"local"``) sends
-    them to a Ray cluster instead (``$RAY_ADDRESS``, else a local one; :mod:`lossdecay_lib.executors`).
-    """
-    from ..campaign import default_jobs
-    from ..executors import check_executor, default_executor, run_runs
-    from ..runs import RunStore, run_key
-
-    runs = [c.with_(seed=s) for c in configs for s in seeds]
-    for c in runs:
-        c.validate()
-    store = kwargs.setdefault("store", None) or RunStore.default()
-    kwargs["store"] = store
-    force = kwargs.get("force", False)
-    todo = [c for c in runs if force or store.load(run_key(c)) is None]
-    jobs = default_jobs() if jobs is None else jobs
-    remote = check_executor(executor or default_executor()) != "local"
-    if todo and (remote or (jobs > 1 and len(todo) > 1)):  # one run at a time here keeps its progress bar
-        run_runs(train_classifier, todo, executor=executor, jobs=jobs, **dict(kwargs, progress=False))
-        kwargs["force"] = False  # trained by the pool or the cluster: load them below
-    return [train_classifier(c, **kwargs) for c in runs]

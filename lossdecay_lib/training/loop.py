@@ -1,51 +1,122 @@
 """What every training loop of the book shares around its steps: one recorded, resumable run.
 
-The classification, segmentation and pix2pix loops differ in their data, losses and metrics, and share
-everything else, here:
-
-- :class:`RecordedRun`: the run's life on disk. A finished record with the same configuration key is
-  loaded instead of training again (unless ``force``); an interrupted run resumes from its last
-  checkpoint (model, optimizer, schedule position, RNG state and partial record, written atomically,
-  loaded with ``weights_only=True``); a diverged run is saved as such and announced; a finished one is
-  saved and its checkpoint removed.
-- :class:`NonFiniteWatch`: remembers, on the device and without a host synchronisation, the first step
-  whose loss or gradient was not finite, so a divergence names the step, weight and learning rate in
-  force there.
-- :func:`progress_bar`: a tqdm bar (widget in notebooks, text in terminals), off under the chapter
-  runner (``$LOSSDECAY_PROGRESS=0``) so executed pages do not fill with progress text.
-
-The step itself (learning rate from its schedule, loss weight at its place, backward, optimizer step)
-is :class:`lossdecay_lib.training.ScheduleController`, also shared.
+- :class:`RunConfig`: the base of the three tasks' run configurations (validation before any work,
+  ``from_profile``, ``with_``, and ``describe``, from which the record's key is derived).
+- :class:`RecordedRun`: the run's life on disk. A finished record with the same key is loaded instead
+  of training again (unless ``force``); an interrupted run resumes from its last checkpoint (model,
+  optimizer, schedule position, RNG state and partial record, written atomically); a diverged run is
+  saved as such and announced; a finished one is saved and its checkpoint removed.
+- :class:`EpochSums` and :class:`NonFiniteWatch`: an epoch's named sums and its first non-finite
+  step, kept on the device and read by the host once per epoch.
+- :func:`train_seeds`: every configuration at every seed, the missing runs in parallel.
 
 A loop reads::
 
     run = RecordedRun.for_config(config, store, force=force, checkpoint_every=1)
     if run.finished is not None:
         return run.finished
-    record = {...}                                    # config, provenance, "epochs": []
+    record = run.new_record(kind, config, device)      # + the loop's own facts
     start, step, record = run.resume(record, model=model, optimizer=optimizer)
     for epoch in range(start, epochs):
-        watch = NonFiniteWatch(device)
-        ...  steps: watch.observe(step, loss, grad_norm); run.log_step(weight, lr)
-        if not all finite:                             # read once per epoch
+        train, watch = train_epoch(...)                 # the weighted steps (run.log_step(w, lr) each)
+        if watch.first() is not None:
             return run.diverge(record, epoch, watch.first(), step)
-        record["epochs"].append({...})
+        record["epochs"].append({... evaluate(...) ...})
         run.end_epoch(record, epoch, epochs, step, model=model, optimizer=optimizer)
-    return run.finish(record, {...})                   # final metrics
+    return run.finish(record, {...})                    # final metrics
 """
 
 from __future__ import annotations
 
+import inspect
 import os
 import time
 import warnings
-from typing import Dict, List, Optional, Tuple
+from dataclasses import fields, replace
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import torch
 
 from ..checkpoints import load_checkpoint, remove_checkpoint, save_checkpoint
+from ..checks import check_non_negative_int, check_positive_int
+from ..profiles import get_profile
+from ..schedules import Schedule
+from ..weighting import check_place
 
-__all__ = ["RecordedRun", "NonFiniteWatch", "progress_bar"]
+__all__ = ["RunConfig", "RecordedRun", "EpochSums", "NonFiniteWatch", "progress_bar", "train_seeds"]
+
+
+class RunConfig:
+    """The base of a task's run configuration (a frozen dataclass with ``profile``, ``weight``,
+    ``weight_place``, ``lr_schedule``, ``seed`` and ``label`` fields).
+
+    A subclass names its integer fields (``_POSITIVE``; ``_OPTIONAL``: positive or ``None``, with what
+    ``None`` means), the fields left out of the key at their defaults (``_KEY_DEFAULTS``: added after
+    records existed, so old keys still hold), its own checks (:meth:`check`) and its profile sizes
+    (:meth:`profile_fields`).
+    """
+
+    _POSITIVE: Tuple[str, ...] = ()
+    _OPTIONAL: Dict[str, str] = {}
+    _KEY_DEFAULTS: Dict[str, object] = {}
+
+    def validate(self) -> None:
+        """Every bad value is an error before any work starts; names list the valid choices."""
+        get_profile(self.profile)
+        check_place(self.weight_place)
+        for name in ("weight", "lr_schedule"):
+            if not isinstance(getattr(self, name), Schedule):
+                raise TypeError(f"{name} must be a lossdecay_lib.schedules.Schedule, got {getattr(self, name)!r}")
+        for name in self._POSITIVE:
+            check_positive_int(name, getattr(self, name))
+        for name, none_means in self._OPTIONAL.items():
+            check_positive_int(name, getattr(self, name), allow_none=True, none_means=none_means)
+        check_non_negative_int("seed", self.seed)
+        self.check()
+
+    def check(self) -> None:
+        """The task's own checks (called by :meth:`validate`)."""
+
+    @classmethod
+    def profile_fields(cls, profile) -> Dict:
+        """The fields a profile (:class:`lossdecay_lib.profiles.Profile`) sets for this task."""
+        raise NotImplementedError
+
+    @classmethod
+    def from_profile(cls, profile: str, **changes):
+        """A run at the sizes of ``profile``'s section for this task; ``changes`` override fields (the
+        keyword arguments of the subclass's :meth:`profile_fields`, e.g. ``depth``, choose sizes)."""
+        prof = get_profile(profile)
+        options = list(inspect.signature(cls.profile_fields).parameters)[1:]  # after the profile
+        chosen = {k: changes.pop(k) for k in list(changes) if k in options}
+        return cls(profile=prof.name, **cls.profile_fields(prof, **chosen)).with_(**changes)
+
+    def with_(self, **changes):
+        """A copy with some fields changed; a dict for a ``*_settings`` field and a list for a tuple
+        field are accepted."""
+        for key, value in changes.items():
+            if isinstance(value, dict) and key.endswith("_settings"):
+                changes[key] = tuple(sorted(value.items()))
+            elif isinstance(value, list) and isinstance(getattr(self, key), tuple):
+                changes[key] = tuple(value)
+        return replace(self, **changes)
+
+    def describe(self) -> Dict:
+        """A JSON-ready description (schedules by their repr, settings as dicts, tuples as lists); the
+        record's key is derived from it. ``label`` and fields at their ``_KEY_DEFAULTS`` are left out."""
+        d = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.name == "label" or self._KEY_DEFAULTS.get(f.name, object()) == value:
+                continue
+            if isinstance(value, Schedule):
+                value = repr(value)
+            elif f.name.endswith("_settings"):
+                value = dict(value)
+            elif isinstance(value, tuple):
+                value = list(value)
+            d[f.name] = value
+        return d
 
 
 class RecordedRun:
@@ -67,6 +138,7 @@ class RecordedRun:
         self._cpu_started = time.process_time()  # CPU seconds of this process: core-seconds, whatever the load
         self._weights: List[float] = []
         self._lrs: List[float] = []
+        self.bar = progress_bar(0, "", enabled=False)
         existing = None if force else store.load(key)
         if existing is not None:
             existing["label"] = label  # the same run may be shown under another name elsewhere
@@ -96,18 +168,25 @@ class RecordedRun:
                 "status": "running", "epochs": []}
 
     # -- the steps of an epoch ------------------------------------------------------------------------
+    def show_progress(self, total: int, description: str, enabled: bool = True, done: int = 0) -> None:
+        """A progress bar of ``total`` steps (:func:`progress_bar`), advanced by :meth:`log_step` and
+        closed when the run ends."""
+        self.bar = progress_bar(total, description, enabled, done)
+
     def log_step(self, weight: float, lr: float) -> None:
         """Remember the weight and learning rate in force at this step (host floats, no sync)."""
         self._weights.append(weight)
         self._lrs.append(lr)
+        self.bar.update(1)
 
-    def epoch_schedule(self) -> Tuple[float, float, int]:
-        """Mean weight, mean learning rate and number of steps of the epoch so far; starts the next one."""
+    def epoch_schedule(self) -> Dict[str, float]:
+        """Mean weight (``weight_mean``), mean learning rate (``lr_mean``) and number of steps
+        (``steps``) of the epoch so far; starts the next one."""
         n = len(self._weights)
         means = (sum(self._weights) / n, sum(self._lrs) / n) if n else (float("nan"), float("nan"))
         self._epoch_weights, self._epoch_lrs = self._weights, self._lrs
         self._weights, self._lrs = [], []
-        return means[0], means[1], n
+        return {"weight_mean": means[0], "lr_mean": means[1], "steps": n}
 
     @property
     def elapsed(self) -> float:
@@ -163,6 +242,7 @@ class RecordedRun:
         record["wall_seconds"], record["cpu_seconds"] = self.elapsed, self.cpu_elapsed
         self.store.save(self.key, record)
         remove_checkpoint(self.checkpoint_path)
+        self.bar.close()
         warnings.warn(
             f"run {self.label or self.key} diverged: non-finite loss or gradient at step {bad_step} "
             f"(epoch {epoch}, weight {w:.4g}, learning rate {lr:.4g}); its record is marked diverged",
@@ -177,6 +257,7 @@ class RecordedRun:
         record["wall_seconds"], record["cpu_seconds"] = self.elapsed, self.cpu_elapsed
         self.store.save(self.key, record)
         remove_checkpoint(self.checkpoint_path)
+        self.bar.close()
         return record
 
 
@@ -199,11 +280,68 @@ class NonFiniteWatch:
         return None if v < 0 else v
 
 
-def progress_bar(total: int, description: str, enabled: bool = True):
-    """A tqdm bar (a widget in notebooks, text in terminals), or ``None`` when disabled or when
-    ``$LOSSDECAY_PROGRESS`` is ``0`` (the chapter runner sets it: executed pages carry no bars)."""
-    if not enabled or os.environ.get("LOSSDECAY_PROGRESS", "1") == "0":
-        return None
-    from tqdm.auto import tqdm
+def progress_bar(total: int, description: str, enabled: bool = True, done: int = 0):
+    """A tqdm bar (a widget in notebooks, text in terminals) starting at ``done`` steps; disabled
+    (every call a no-op) when not ``enabled`` or when ``$LOSSDECAY_PROGRESS`` is ``0`` (the chapter
+    runner sets it: executed pages carry no bars)."""
+    off = not enabled or os.environ.get("LOSSDECAY_PROGRESS", "1") == "0"
+    if off:  # not tqdm.auto: importing it warns in a notebook without ipywidgets
+        from tqdm import tqdm
+    else:
+        from tqdm.auto import tqdm
+    return tqdm(total=total, initial=done, desc=description, unit="step", leave=False, mininterval=2.0,
+                disable=off)
 
-    return tqdm(total=total, desc=description, unit="step", leave=False, mininterval=2.0)
+
+class EpochSums:
+    """An epoch's named running sums (float64 tensors on the device, one per name, of the given
+    shape): :meth:`add` with no host synchronisation, :meth:`means` once per epoch (one host read)."""
+
+    def __init__(self, device, **shapes):
+        self._sums = {name: torch.zeros(shape, device=device, dtype=torch.float64)
+                      for name, shape in shapes.items()}
+
+    @torch.no_grad()
+    def add(self, **values) -> None:
+        for name, value in values.items():
+            self._sums[name] += value
+
+    def means(self, steps: int, *totals: str) -> Dict:
+        """Each sum over ``steps`` (lists for the vector ones), read by the host at once; the sums
+        named in ``totals`` are returned as they are."""
+        flat = torch.cat([t.reshape(-1) for t in self._sums.values()]).tolist()
+        out, i = {}, 0
+        for name, t in self._sums.items():
+            values = [v if name in totals else v / steps for v in flat[i:i + t.numel()]]
+            out[name] = values[0] if t.dim() == 0 else values
+            i += t.numel()
+        return out
+
+
+def train_seeds(train_fn: Callable, configs: Sequence, seeds: Sequence[int], jobs: Optional[int] = None,
+                executor: Optional[str] = None, **kwargs) -> List[Dict]:
+    """``train_fn`` (:func:`~lossdecay_lib.training.train_classifier`, ``train_segmenter`` or
+    ``train_pix2pix``) for every configuration at every seed, records in order; finished runs are
+    loaded, not retrained.
+
+    The runs still to train go to ``jobs`` processes of one thread each (default:
+    :func:`lossdecay_lib.campaign.default_jobs`: the number of cores on a CPU, 1 with a GPU); each
+    record is the one a sequential run writes. ``executor="ray"`` (default: ``$LOSSDECAY_EXECUTOR``,
+    else ``"local"``) sends them to a Ray cluster instead (``$RAY_ADDRESS``, else a local one;
+    :mod:`lossdecay_lib.executors`). ``kwargs`` go to ``train_fn``.
+    """
+    from ..campaign import default_jobs
+    from ..executors import check_executor, default_executor, run_runs
+    from ..runs import RunStore, run_key
+
+    runs = [c.with_(seed=s) for c in configs for s in seeds]
+    for c in runs:
+        c.validate()
+    store = kwargs["store"] = kwargs.get("store") or RunStore.default()
+    todo = [c for c in runs if kwargs.get("force", False) or store.load(run_key(c)) is None]
+    jobs = default_jobs() if jobs is None else jobs
+    remote = check_executor(executor or default_executor()) != "local"
+    if todo and (remote or (jobs > 1 and len(todo) > 1)):  # one run at a time here keeps its progress bar
+        run_runs(train_fn, todo, executor=executor, jobs=jobs, **dict(kwargs, progress=False))
+        kwargs["force"] = False  # trained by the pool or the cluster: load them below
+    return [train_fn(c, **kwargs) for c in runs]

@@ -1,9 +1,9 @@
 """The segmentation training loop: PSPNet with and without the loss weight (paper Section III.B, Table I).
 
 A run is described by a :class:`SegmentationConfig`; :func:`train_segmenter` validates it before any
-work, trains with the shared step (:class:`~lossdecay_lib.training.ScheduleController`) inside the
-shared recorded-run lifecycle (:class:`~lossdecay_lib.training.loop.RecordedRun`), evaluates on the val
-split after every epoch and writes a run record keyed by the configuration.
+work, trains (:func:`train_epoch`: the weighted step of paper Eq. 1 written out) inside the shared
+recorded-run lifecycle (:class:`~lossdecay_lib.training.loop.RecordedRun`), evaluates on the val split
+after every epoch and writes a run record keyed by the configuration.
 
 The protocol of the paper's text (Sec. III.B): PSPNet, SGD with momentum 0.95 and learning rate 0.001,
 the "poly" learning-rate policy ``(1 - iter/max_iter)^0.9``, batch 4, 224x224 crops, random mirroring.
@@ -25,29 +25,29 @@ from __future__ import annotations
 
 import io
 import math
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .classification import ScheduleController
-from .loop import NonFiniteWatch, RecordedRun, progress_bar
+from .loop import EpochSums, NonFiniteWatch, RecordedRun, RunConfig
 from ..atomic import write_atomically
 from ..runs import RunStore
 from ..metrics import ConfusionMatrix, segmentation_scores
 from ..models.pspnet import AUX_LOSS_WEIGHT, BACKBONES, PSPNet, cached_imagenet_weights
 from ..models import channels_last_is_safe
-from ..profiles import get_profile, resolve_device
+from ..profiles import resolve_device
 from ..data.seeding import seed_everything
-from ..schedules import Schedule, constant, poly
-from ..checks import check_name, check_non_negative_int, check_positive_int
-from ..weighting import ScheduledWeight, check_place
+from ..schedules import Progress, Schedule, constant, poly
+from ..checks import check_name
+from ..weighting import ScheduledWeight, base_settings
 
 __all__ = ["DATASETS", "PAPER_SGD", "SegmentationConfig", "train_segmenter", "load_val_predictions",
-           "validation_examples", "train_segmenter_seeds"]
+           "validation_examples", "train_epoch"]
 
 #: ``dataset`` names of a config and the data module's names for them.
 DATASETS = {"camvid": "camvid", "voc": "voc2012"}
@@ -60,7 +60,7 @@ SHOWN_VAL_IMAGES = 3
 
 
 @dataclass(frozen=True)
-class SegmentationConfig:
+class SegmentationConfig(RunConfig):
     """Everything that defines a segmentation run (and so its record's key).
 
     ``pretrained``: start the backbone from torchvision's ImageNet weights, which must already be in
@@ -91,25 +91,20 @@ class SegmentationConfig:
     seed: int = 0
     label: str = ""  # a reader's name for the run in figures; not part of the key
 
-    def validate(self) -> None:
-        """Every bad value is an error before any work starts; names list the valid choices."""
-        get_profile(self.profile)
+    _POSITIVE = ("epochs", "crop")
+    _OPTIONAL = {"train_images": "", "val_images": "", "image_size": ""}
+
+    def check(self) -> None:
         check_name(self.dataset, DATASETS, "dataset")
         check_name(self.backbone, BACKBONES, "backbone")
-        check_place(self.weight_place)
-        for name in ("epochs", "crop"):
-            check_positive_int(name, getattr(self, name))
         if not isinstance(self.batch_size, int) or isinstance(self.batch_size, bool) or self.batch_size < 2:
             raise ValueError(f"batch_size must be an integer >= 2 (PSPNet's 1x1 pyramid bin needs batch "
                              f"statistics over at least 2 images), got {self.batch_size!r}")
-        for name in ("train_images", "val_images", "image_size"):
-            check_positive_int(name, getattr(self, name), allow_none=True)
         if self.train_images is not None and self.train_images < self.batch_size:
             raise ValueError(f"train_images ({self.train_images}) must be at least batch_size ({self.batch_size})")
         low, high = self.scale_range
         if not 0 < low <= high:
             raise ValueError(f"scale_range must satisfy 0 < low <= high, got {self.scale_range}")
-        check_non_negative_int("seed", self.seed)
         settings = dict(self.optimizer_settings)
         if "lr" not in settings:
             raise ValueError("optimizer_settings must include the base learning rate 'lr'")
@@ -117,8 +112,6 @@ class SegmentationConfig:
         if unknown:
             raise ValueError(f"unknown SGD settings {sorted(unknown)}; valid: lr, momentum, weight_decay, "
                              "nesterov, dampening")
-        if not isinstance(self.weight, Schedule) or not isinstance(self.lr_schedule, Schedule):
-            raise TypeError("weight and lr_schedule must be lossdecay_lib.schedules.Schedule objects")
         if self.pretrained and cached_imagenet_weights(self.backbone) is None:
             raise ValueError(
                 f"pretrained=True but no ImageNet weights for {self.backbone} are in torch hub's cache "
@@ -126,35 +119,17 @@ class SegmentationConfig:
                 "or use pretrained=False (or 'auto' in from_profile)")
 
     @classmethod
-    def from_profile(cls, profile: str, pretrained="auto", dataset: str = "camvid", **changes) -> "SegmentationConfig":
+    def profile_fields(cls, prof, pretrained="auto", dataset: str = "camvid") -> Dict:
         """A run at the sizes of ``profile``'s segmentation section with the paper's protocol.
 
         ``pretrained="auto"`` starts from ImageNet weights exactly when they are in the local cache.
-        ``changes`` override fields.
         """
-        prof = get_profile(profile)
         sizes = prof.segmentation
         if pretrained == "auto":
             pretrained = cached_imagenet_weights(sizes.backbone) is not None
-        return cls(profile=prof.name, dataset=dataset, backbone=sizes.backbone, pretrained=bool(pretrained),
-                   train_images=sizes.train_images, val_images=sizes.val_images, image_size=sizes.image_size,
-                   crop=sizes.crop, epochs=sizes.epochs, batch_size=sizes.batch_size).with_(**changes)
-
-    def with_(self, **changes) -> "SegmentationConfig":
-        """A copy with some fields changed; a dict for ``optimizer_settings`` is accepted."""
-        if isinstance(changes.get("optimizer_settings"), dict):
-            changes["optimizer_settings"] = tuple(sorted(changes["optimizer_settings"].items()))
-        return replace(self, **changes)
-
-    def describe(self) -> Dict:
-        """A JSON-ready description (schedules by their repr); the record's key is derived from it."""
-        d = asdict(self)
-        d.pop("label")
-        d["weight"] = repr(self.weight)
-        d["lr_schedule"] = repr(self.lr_schedule)
-        d["optimizer_settings"] = dict(self.optimizer_settings)
-        d["scale_range"] = list(self.scale_range)
-        return d
+        return dict(dataset=dataset, backbone=sizes.backbone, pretrained=bool(pretrained),
+                    train_images=sizes.train_images, val_images=sizes.val_images, image_size=sizes.image_size,
+                    crop=sizes.crop, epochs=sizes.epochs, batch_size=sizes.batch_size)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -311,6 +286,72 @@ def validation_examples(config: SegmentationConfig, data_root=None) -> Dict:
 # The loop
 # --------------------------------------------------------------------------------------------------
 
+def _setup(config: SegmentationConfig, data_root, dev) -> SimpleNamespace:
+    """Data, network, optimizer and weight of a run, in the order that fixes its random numbers."""
+    train = _Split(config, "train", config.train_images, data_root, augment=True)
+    val = _Split(config, "val", config.val_images, data_root, augment=False)
+    info = train.info
+    steps_per_epoch = len(train) // config.batch_size
+    if steps_per_epoch == 0:
+        raise ValueError(f"batch_size {config.batch_size} is larger than the {len(train)} training images")
+    weight = ScheduledWeight(config.weight, config.weight_place, config.allow_negative)
+    lowest_weight = weight.check(config.epochs, steps_per_epoch)
+    seed_everything(config.seed)
+    model = PSPNet(info.num_classes, config.backbone,
+                   pretrained_backbone="imagenet" if config.pretrained else None).to(dev)
+    channels_last = channels_last_is_safe(model, dev)
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    optimizer = torch.optim.SGD(model.parameters(), **dict(config.optimizer_settings))
+    shown = _shown_positions(len(val))
+    facts = {
+        "data": {"dataset": info.name, "train_images": len(train), "val_images": len(val),
+                 "num_classes": info.num_classes, "class_names": list(info.class_names),
+                 "ignore_index": info.ignore_index, "steps_per_epoch": steps_per_epoch,
+                 "val_image_shape": list(val.pairs[0][1].shape), "shown_val_images": [val.names[i] for i in shown]},
+        "backbone_init": "imagenet" if config.pretrained else "random",
+        "backbone_weights_file": model.backbone_init if config.pretrained else None,
+        "aux_loss_weight": AUX_LOSS_WEIGHT,
+        "negative_weights": lowest_weight < 0,
+    }
+    return SimpleNamespace(device=dev, train=train, val=val, info=info, steps_per_epoch=steps_per_epoch,
+                           weight=weight, model=model, channels_last=channels_last, optimizer=optimizer,
+                           base=base_settings(optimizer), shown=shown, facts=facts)
+
+
+def train_epoch(config: SegmentationConfig, t: SimpleNamespace, epoch: int, step: int,
+                run: RecordedRun) -> Tuple[Dict, NonFiniteWatch]:
+    """One epoch of weighted steps (paper Eq. 1) from global ``step``: the means of its steps and its
+    non-finite watch."""
+    t.model.train()
+    sums = EpochSums(t.device, loss=(), weighted_loss=(), main_loss=())
+    watch = NonFiniteWatch(t.device)
+    ignore = t.info.ignore_index
+    for x, y in t.train.train_batches(epoch, config.batch_size, t.device, t.channels_last):
+        out = t.model(x)
+        main = F.cross_entropy(out.main, y, ignore_index=ignore)
+        loss = main + AUX_LOSS_WEIGHT * F.cross_entropy(out.aux, y, ignore_index=ignore)
+        progress = Progress(step, t.steps_per_epoch, config.epochs)
+        w = t.weight.value(progress)  # the weight for this step
+        lr = t.weight.set_lr(t.optimizer, t.base, config.lr_schedule(progress), w)  # x w at place "lr"
+        t.optimizer.zero_grad(set_to_none=True)
+        t.weight.scale_loss(loss, w).backward()  # w x loss at place "loss"
+        t.weight.scale_grads(t.optimizer, w)  # w x gradient at place "grad"
+        t.optimizer.step()
+        watch.observe(step, loss)
+        sums.add(loss=loss.detach().double(), main_loss=main.detach().double(),
+                 weighted_loss=loss.detach().double() * (w if config.weight_place == "loss" else 1.0))
+        run.log_step(w, lr)
+        step += 1
+    schedule = run.epoch_schedule()
+    return dict(sums.means(schedule["steps"]), **schedule), watch
+
+
+def _validate(t: SimpleNamespace):
+    return _evaluate(t.model, t.val.eval_batches(t.device, t.channels_last), t.info.num_classes,
+                     t.info.ignore_index, t.device, keep=t.shown)
+
+
 def train_segmenter(config: SegmentationConfig, data_root=None, device: str = "auto", store=None,
                     force: bool = False, progress: bool = True, checkpoint_every: int = 1) -> Dict:
     """Train (or load) one PSPNet run and return its record (a JSON-ready dict).
@@ -324,101 +365,42 @@ def train_segmenter(config: SegmentationConfig, data_root=None, device: str = "a
     run = RecordedRun.for_config(config, store, force=force, checkpoint_every=checkpoint_every)
     if run.finished is not None:
         return run.finished
-    store, key = run.store, run.key
-
-    dev = resolve_device(device)
-    train = _Split(config, "train", config.train_images, data_root, augment=True)
-    val = _Split(config, "val", config.val_images, data_root, augment=False)
-    info = train.info
-    steps_per_epoch = len(train) // config.batch_size
-    if steps_per_epoch == 0:
-        raise ValueError(f"batch_size {config.batch_size} is larger than the {len(train)} training images")
-
-    weight = ScheduledWeight(config.weight, config.weight_place, config.allow_negative)
-    lowest_weight = weight.check(config.epochs, steps_per_epoch)
-    seed_everything(config.seed)
-    model = PSPNet(info.num_classes, config.backbone,
-                   pretrained_backbone="imagenet" if config.pretrained else None).to(dev)
-    channels_last = channels_last_is_safe(model, dev)
-    if channels_last:
-        model = model.to(memory_format=torch.channels_last)
-    backbone_init = "imagenet" if config.pretrained else "random"
-    optimizer = torch.optim.SGD(model.parameters(), **dict(config.optimizer_settings))
-    controller = ScheduleController(optimizer, weight, config.lr_schedule, steps_per_epoch, config.epochs)
-    shown = _shown_positions(len(val))
-
-    record = run.new_record("segmentation", config, dev)
-    record.update({
-        "data": {"dataset": info.name, "train_images": len(train), "val_images": len(val),
-                 "num_classes": info.num_classes, "class_names": list(info.class_names),
-                 "ignore_index": info.ignore_index, "steps_per_epoch": steps_per_epoch,
-                 "val_image_shape": list(val.pairs[0][1].shape), "shown_val_images": [val.names[i] for i in shown]},
-        "backbone_init": backbone_init,
-        "backbone_weights_file": model.backbone_init if config.pretrained else None,
-        "aux_loss_weight": AUX_LOSS_WEIGHT,
-        "negative_weights": lowest_weight < 0,
-    })
-    start_epoch, step, record = run.resume(record, model=model, optimizer=optimizer)
-    bar = progress_bar(config.epochs * steps_per_epoch, f"{config.label or 'PSPNet'}, seed {config.seed}", progress)
-    if bar is not None:
-        bar.update(step)
+    t = _setup(config, data_root, resolve_device(device))
+    record = run.new_record("segmentation", config, t.device)
+    record.update(t.facts)
+    stateful = dict(model=t.model, optimizer=t.optimizer)
+    start_epoch, step, record = run.resume(record, **stateful)
+    run.show_progress(config.epochs * t.steps_per_epoch, f"{config.label or 'PSPNet'}, seed {config.seed}",
+                       progress, done=step)
     kept: List[torch.Tensor] = []
     for epoch in range(start_epoch, config.epochs):
-        model.train()
-        sums = torch.zeros(3, device=dev, dtype=torch.float64)  # loss, weighted loss, main-head loss
-        watch = NonFiniteWatch(dev)
-        for x, y in train.train_batches(epoch, config.batch_size, dev, channels_last):
-            out = model(x)
-            main = F.cross_entropy(out.main, y, ignore_index=info.ignore_index)
-            loss = main + AUX_LOSS_WEIGHT * F.cross_entropy(out.aux, y, ignore_index=info.ignore_index)
-            w, lr = controller.step(step, loss)
-            with torch.no_grad():
-                watch.observe(step, loss)
-                sums[0] += loss.detach().double()
-                sums[1] += loss.detach().double() * (w if config.weight_place == "loss" else 1.0)
-                sums[2] += main.detach().double()
-            run.log_step(w, lr)
-            step += 1
-            if bar is not None:
-                bar.update(1)
-        loss_sum, wloss_sum, main_sum = sums.tolist()
-        bad_step = watch.first()
-        if bad_step is not None:
-            if bar is not None:
-                bar.close()
-            return run.diverge(record, epoch, bad_step, step)
-        weight_mean, lr_mean, n_steps = run.epoch_schedule()
-        val_loss, matrix, kept = _evaluate(model, val.eval_batches(dev, channels_last), info.num_classes,
-                                           info.ignore_index, dev, keep=shown)
-        scores = segmentation_scores(matrix, list(info.class_names))
+        train, watch = train_epoch(config, t, epoch, step, run)
+        step += t.steps_per_epoch
+        if watch.first() is not None:
+            return run.diverge(record, epoch, watch.first(), step)
+        val_loss, matrix, kept = _validate(t)
+        scores = segmentation_scores(matrix, list(t.info.class_names))
         record["epochs"].append({
-            "epoch": epoch,
-            "train_loss": loss_sum / n_steps,
-            "train_loss_weighted": wloss_sum / n_steps,
-            "train_main_loss": main_sum / n_steps,
-            "val_loss": val_loss,
-            "val_miou": scores["miou"],
-            "val_pixel_acc": scores["pixel_acc"],
-            "val_per_class_iou": scores["per_class_iou"],
-            "val_classes_scored": scores["classes_scored"],
-            "weight_mean": weight_mean,
-            "lr_mean": lr_mean,
-            "seconds": run.elapsed,
-        })
-        if bar is not None:
-            bar.set_postfix(val_miou=f"{scores['miou']:.3f}")
-        run.end_epoch(record, epoch, config.epochs, step, model=model, optimizer=optimizer)
-    if bar is not None:
-        bar.close()
+            "epoch": epoch, "train_loss": train["loss"], "train_loss_weighted": train["weighted_loss"],
+            "train_main_loss": train["main_loss"], "val_loss": val_loss, "val_miou": scores["miou"],
+            "val_pixel_acc": scores["pixel_acc"], "val_per_class_iou": scores["per_class_iou"],
+            "val_classes_scored": scores["classes_scored"], "weight_mean": train["weight_mean"], "lr_mean": train["lr_mean"],
+            "seconds": run.elapsed})
+        run.bar.set_postfix(val_miou=f"{scores['miou']:.3f}")
+        run.end_epoch(record, epoch, config.epochs, step, **stateful)
     if not kept:  # resumed after the last epoch's checkpoint: nothing was evaluated in this process
-        _, _, kept = _evaluate(model, val.eval_batches(dev, channels_last), info.num_classes,
-                               info.ignore_index, dev, keep=shown)
-    sidecar = _sidecar_name(key)
-    _write_predictions(store.root / sidecar, kept)
+        kept = _validate(t)[2]
+    return run.finish(record, _summary(record, kept, t.shown, run))
+
+
+def _summary(record: Dict, kept: List[torch.Tensor], shown: List[int], run: RecordedRun) -> Dict:
+    """The final metrics, and the final predictions written beside the record (a PNG)."""
+    sidecar = _sidecar_name(run.key)
+    _write_predictions(run.store.root / sidecar, kept)
     mious = [e["val_miou"] for e in record["epochs"]]
     best = max(range(len(mious)), key=lambda i: -math.inf if math.isnan(mious[i]) else mious[i])
     last = record["epochs"][-1]
-    return run.finish(record, {
+    return {
         "final_val_miou": last["val_miou"],
         "final_val_pixel_acc": last["val_pixel_acc"],
         "final_val_per_class_iou": last["val_per_class_iou"],
@@ -426,9 +408,4 @@ def train_segmenter(config: SegmentationConfig, data_root=None, device: str = "a
         "best_epoch": best,
         "val_predictions": {"file": sidecar, "shape": [len(kept), *kept[0].shape], "positions": shown,
                             "images": record["data"]["shown_val_images"], "epoch": len(mious) - 1},
-    })
-
-
-def train_segmenter_seeds(configs: Sequence[SegmentationConfig], seeds: Sequence[int], **kwargs) -> List[Dict]:
-    """Every configuration at every seed (finished runs are loaded, not retrained); records in order."""
-    return [train_segmenter(c.with_(seed=s), **kwargs) for c in configs for s in seeds]
+    }
