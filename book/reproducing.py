@@ -44,13 +44,15 @@ from importlib import metadata
 
 from IPython.display import Markdown, display
 
+from lossdecay_lib.campaign import cost
 from lossdecay_lib.chapters import (execution_timings, list_chapters, load_timings,
                                     repo_root, timings_path)
+from lossdecay_lib.experiments import BUDGETS, CHAPTERS
 from lossdecay_lib.plots import plot_chapter_times
-from lossdecay_lib.profiles import PROFILES, Profile
+from lossdecay_lib.profiles import PROFILES, Profile, get_profile
 from lossdecay_lib.provenance import start_chapter
 from lossdecay_lib.runs import RunStore
-from lossdecay_lib.tables import markdown_table
+from lossdecay_lib.tables import cost_table, markdown_table
 from lossdecay_lib.verdict import chapter_titles, load_claims
 
 run = start_chapter(profile=profile, seed=seed)
@@ -184,6 +186,22 @@ display(Markdown(
     markdown_table(
         ["profile", "chapter", "training runs", "training minutes", "device"], rows)
     if rows else "No claims are stored yet in this record store."))
+
+# %% [markdown]
+# ## The training budget of the book's `cpu` profile
+#
+# The rendered classification chapters rest on the `cpu` profile's runs, which a training campaign
+# (`make records PROFILE=cpu`) trains ahead of rendering, two one-thread runs at a time on a 2-core
+# machine. Their budget, set before the runs: the four chapters of the paper's classification
+# experiments together at most 20 core-hours, the weight-decay chapter's own runs at most 6. Each record
+# keeps the CPU time of the process that trained it (`cpu_seconds`), which does not grow when other
+# work shares the cores; the first records of the campaign were trained before that was kept, and count
+# their wall time instead, an overestimate (the table says how many). Runs still to go are estimated
+# from the mean CPU time of the runs finished so far.
+
+# %% tags=["hide-input"]
+budget_rows = cost("cpu", list(CHAPTERS), range(get_profile("cpu").seeds), RunStore.default())
+display(Markdown(cost_table(budget_rows, BUDGETS, name=lambda ch: f"[{titles.get(ch, ch)}]({ch})")))
 
 # %% [markdown]
 # ## Rerunning a chapter

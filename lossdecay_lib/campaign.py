@@ -106,19 +106,26 @@ def _core_seconds(record: Dict) -> float:
 def cost(profile: str, chapters: Sequence[str], seeds: Sequence[int], store) -> List[Dict]:
     """Per chapter: its runs, how many are finished, the core-hours they took (the CPU time of each run's
     process, which does not grow when other work shares the cores), and an estimate for the rest (the
-    mean of its finished runs). A run shared by two chapters counts in the first (priority order)."""
+    mean CPU time of its finished runs; of all the campaign's finished runs for a chapter with none
+    measured yet). A run shared by two chapters counts in the first (priority order).
+    ``wall_time_only`` counts the records from before ``cpu_seconds`` was kept, whose wall time stands in
+    (an overestimate when other work shared the cores)."""
     from .experiments import campaign_configs
     from .runs import run_key
 
-    rows, counted = [], set()
+    rows, counted, measured = [], set(), {}
     for name in chapters:
         configs = [c for c in campaign_configs(profile, [name], seeds) if run_key(c) not in counted]
         counted.update(run_key(c) for c in configs)
         records = [r for r in (store.load(run_key(c)) for c in configs) if r is not None]
-        spent = sum(_core_seconds(r) for r in records) / 3600
-        left = (len(configs) - len(records)) * (spent / len(records) if records else math.nan)
-        rows.append({"chapter": name, "runs": len(configs), "finished": len(records), "core_hours": spent,
-                     "core_hours_left": left})
+        measured[name] = [r["cpu_seconds"] / 3600 for r in records if r.get("cpu_seconds") is not None]
+        rows.append({"chapter": name, "runs": len(configs), "finished": len(records),
+                     "core_hours": sum(_core_seconds(r) for r in records) / 3600,
+                     "wall_time_only": sum(r.get("cpu_seconds") is None for r in records)})
+    every = [h for hours in measured.values() for h in hours]
+    for r in rows:  # a run to go costs the mean CPU time of the chapter's runs (else of all runs so far)
+        hours = measured[r["chapter"]] or every
+        r["core_hours_left"] = (r["runs"] - r["finished"]) * (sum(hours) / len(hours) if hours else math.nan)
     return rows
 
 

@@ -14,14 +14,14 @@ read.
 
 from __future__ import annotations
 
-from typing import Callable, Dict, List, Sequence
+from typing import Callable, Dict, List, Sequence, Tuple
 
 from . import schedules as S
 from .profiles import get_profile
 from .training.classification import AUTHORS_SGD, ClassificationConfig
 
 __all__ = ["deep_plain_networks", "death_convergence", "schedules_compared", "second_order", "weight_decay",
-           "CHAPTERS", "campaign_configs", "EXTRA_BASELINES"]
+           "CHAPTERS", "BUDGETS", "campaign_configs", "EXTRA_BASELINES"]
 
 #: Today's schedules, beside the paper's (Fig. 4c compares only the paper's methods); a profile lists
 #: which of them it can afford (:attr:`ClassificationSizes.extra_baselines`).
@@ -144,6 +144,15 @@ CHAPTERS: Dict[str, Callable[[str], Dict]] = {
     "schedules_compared": schedules_compared,
     "second_order": second_order,
     "weight_decay": weight_decay,
+}
+
+#: The training budget of the rendered book's ``cpu`` profile, in core-hours: the four classification
+#: chapters of the paper together at most 20 (issue 14), the weight-decay chapter's own runs at most 6
+#: (issue 19). ``{name: (chapters, core-hours)}``; Reproducing compares the records' CPU time with it.
+BUDGETS: Dict[str, Tuple[Tuple[str, ...], float]] = {
+    "the paper's classification experiments": (
+        ("deep_plain_networks", "death_convergence", "schedules_compared", "second_order"), 20.0),
+    "the weight-decay chapter": (("weight_decay",), 6.0),
 }
 
 

@@ -11,12 +11,13 @@ profile) and :func:`jump_table` (where the late jump of Figs. 2b and 3 happened)
 
 from __future__ import annotations
 
+import math
 from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 from .runs import RunStore, flat_configs, load_existing
 from .statistics import finished, format_p, jump_epoch, mean_std, metric_values, summarize
 
-__all__ = ["markdown_table", "settings_table", "values_table", "format_pm", "setting_name",
+__all__ = ["markdown_table", "cost_table", "settings_table", "values_table", "format_pm", "setting_name",
            "SUMMARY_COLUMNS", "summary_table", "mean_pm", "diff_ci", "comparison_columns",
            "comparison_table", "SCALE_PROFILES", "scale_name", "scales_table", "jump_table"]
 
@@ -230,3 +231,32 @@ def jump_table(groups: Dict[str, Sequence[Dict]], epochs: int) -> str:
     std over runs): its epoch, its share of the ``epochs`` of training, its size in points, and the loss
     weight and effective step (lr x weight) in force during that epoch."""
     return summary_table(groups, columns=["final", "best", *_jump_columns(epochs).items()])
+
+
+def cost_table(rows: Sequence[Dict], budgets: Dict[str, Tuple[Sequence[str], float]],
+               name: Callable[[str], str] = str) -> str:
+    """The campaign's compute against its budgets: per chapter (rows of
+    :func:`lossdecay_lib.campaign.cost`) the runs finished, the core-hours spent and an estimate of the
+    rest, then per budget (``{name: (chapters, core-hours)}``, as
+    :data:`lossdecay_lib.experiments.BUDGETS`) its chapters' total beside it."""
+    by_chapter = {r["chapter"]: r for r in rows}
+    lines = []
+    for r in rows:
+        left = "-" if r["finished"] == r["runs"] else (
+            "not estimated yet" if math.isnan(r["core_hours_left"]) else f"about {r['core_hours_left']:.1f}")
+        note = f" ({r['wall_time_only']} by wall time)" if r["wall_time_only"] else ""
+        lines.append([name(r["chapter"]), f"{r['finished']} of {r['runs']}", f"{r['core_hours']:.1f}{note}",
+                      left, ""])
+    for title, (group, budget) in budgets.items():
+        members = [by_chapter[c] for c in group if c in by_chapter]
+        if not members:
+            continue
+        spent = sum(r["core_hours"] for r in members)
+        left = sum(r["core_hours_left"] for r in members if r["finished"] < r["runs"])
+        done = all(r["finished"] == r["runs"] for r in members)
+        total = f"{spent:.1f}" if done else (f"{spent:.1f} so far; about {spent + left:.1f} in all"
+                                             if not math.isnan(left) else f"{spent:.1f} so far")
+        lines.append([f"**{title}**",
+                      f"{sum(r['finished'] for r in members)} of {sum(r['runs'] for r in members)}",
+                      total, "", f"{budget:g}"])
+    return markdown_table(["chapter", "runs finished", "core-hours", "core-hours to go", "budget"], lines)

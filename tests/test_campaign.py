@@ -18,6 +18,7 @@ from lossdecay_lib.campaign import cost, plan, run_parallel
 from lossdecay_lib.data import CifarBatches
 from lossdecay_lib.profiles import get_profile
 from lossdecay_lib.runs import RunStore, config_key, run_key
+from lossdecay_lib.tables import cost_table
 from lossdecay_lib.training import ClassificationConfig, train_classifier, train_seeds
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -146,3 +147,21 @@ def test_cost_counts_finished_runs_and_their_core_hours(tmp_path):
     shared = {run_key(c) for c in E.campaign_configs("smoke", ["deep_plain_networks"], [0])}
     later = {run_key(c) for c in E.campaign_configs("smoke", ["death_convergence"], [0])}
     assert rows["death_convergence"]["runs"] == len(later - shared) and rows["death_convergence"]["finished"] == 0
+    # a chapter with no finished run is estimated from the mean CPU time of the campaign's runs so far
+    assert rows["death_convergence"]["core_hours_left"] == pytest.approx(dpn["core_hours"] * len(later - shared))
+    assert dpn["wall_time_only"] == 0
+    # a record from before cpu_seconds was kept counts its wall time, and says so
+    store.save(record["key"], dict(record, cpu_seconds=None, wall_seconds=7200.0))
+    dpn = {r["chapter"]: r for r in cost("smoke", ["deep_plain_networks"], [0], store)}["deep_plain_networks"]
+    assert (dpn["core_hours"], dpn["wall_time_only"]) == (pytest.approx(2.0), 1)
+    assert math.isnan(dpn["core_hours_left"])  # no run with a measured CPU time to estimate from
+
+
+def test_cost_table_sets_each_budget_beside_its_chapters():
+    rows = [{"chapter": "a", "runs": 4, "finished": 2, "core_hours": 1.0, "core_hours_left": 1.5, "wall_time_only": 1},
+            {"chapter": "b", "runs": 2, "finished": 2, "core_hours": 0.5, "core_hours_left": 0.0, "wall_time_only": 0}]
+    table = cost_table(rows, {"a and b": (("a", "b"), 20.0), "c": (("c",), 6.0)}).splitlines()
+    assert table[2] == "| a | 2 of 4 | 1.0 (1 by wall time) | about 1.5 |  |"
+    assert table[3] == "| b | 2 of 2 | 0.5 | - |  |"
+    assert table[4] == "| **a and b** | 4 of 6 | 1.5 so far; about 3.0 in all |  | 20 |"
+    assert len(table) == 5  # a budget none of whose chapters is shown gets no row
