@@ -145,6 +145,15 @@ def _minutes(seconds: float) -> str:
     return f"{seconds / 60:.0f} min" if seconds < 5400 else f"{seconds / 3600:.1f} h"
 
 
+def _print_status(rows: Sequence[Dict]) -> int:
+    for row in rows:
+        left = row["core_hours_left"]
+        left = "not estimated yet" if math.isnan(left) else f"about {left:.1f} to go"
+        print(f"{row['chapter']}: {row['finished']}/{row['runs']} runs, {row['core_hours']:.1f} core-hours "
+              f"spent, {left}")
+    return 0
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     from .executors import add_arguments, executor_options, run_runs
     from .experiments import CHAPTERS
@@ -174,12 +183,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except ValueError as e:
         parser.exit(2, f"error: {e}\n")
     if args.status:
-        for row in cost(prof.name, args.chapters, seeds, store):
-            left = row["core_hours_left"]
-            left = "not estimated yet" if math.isnan(left) else f"about {left:.1f} to go"
-            print(f"{row['chapter']}: {row['finished']}/{row['runs']} runs, {row['core_hours']:.1f} core-hours "
-                  f"spent, {left}")
-        return 0
+        return _print_status(cost(prof.name, args.chapters, seeds, store))
     missing, total = todo["missing"], len(todo["done"]) + len(todo["missing"])
     where = f"{jobs} job(s)" if engine["executor"] == "local" else \
         f"Ray ({engine['ray_address'] or os.environ.get('RAY_ADDRESS') or 'a local cluster'})"
