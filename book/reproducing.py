@@ -200,8 +200,9 @@ display(Markdown(
 # from the mean CPU time of the runs finished so far.
 
 # %% tags=["hide-input"]
-budget_rows = cost("cpu", list(CHAPTERS), range(get_profile("cpu").seeds), RunStore.default())
-display(Markdown(cost_table(budget_rows, BUDGETS, name=lambda ch: f"[{titles.get(ch, ch)}]({ch})")))
+spent = cost("cpu", list(CHAPTERS), range(get_profile("cpu").seeds), RunStore.default())
+linked = lambda ch: f"[{titles.get(ch, ch)}]({ch})"  # noqa: E731
+display(Markdown(cost_table(spent, BUDGETS, name=linked)))
 
 # %% [markdown]
 # ## Rerunning a chapter
