@@ -197,13 +197,14 @@ def claim_path(chapter: str, claim_id: str, profile: str, store: Optional[RunSto
 
 
 def _without_dates(entry: Dict) -> str:
-    prov = dict(entry.get("provenance") or {}, dates=None)
+    prov = dict(entry.get("provenance") or {}, dates=None, devices=None)
     return json.dumps(dict(entry, provenance=prov), sort_keys=True)
 
 
 def _store(entry: Dict, store: Optional[RunStore]) -> Dict:
-    """Write ``entry`` unless the stored claim says the same apart from its dates (so re-rendering the
-    book from the same records leaves the checkout unchanged)."""
+    """Write ``entry`` unless the stored claim says the same apart from when and on what it was computed
+    (its dates and devices: so re-rendering the book from the same records, on any machine, leaves the
+    checkout unchanged; a claim whose numbers changed is written with its new provenance)."""
     entry = json.loads(json.dumps(entry))  # what will be read back: tuples as lists
     path = claim_path(entry["chapter"], entry["claim_id"], entry["profile"], store)
     if path.is_file() and _without_dates(read_json(path)) == _without_dates(entry):

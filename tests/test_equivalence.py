@@ -138,3 +138,15 @@ def test_finding_lists_only_loss_versus_lr_rows_as_identical_to_lr_decay(results
     assert out["loss_differs"] and out["identity_holds"]
     assert out["finding"]["paper's SGD on the loss vs heavy-ball SGD on the lr with weight decay lambda / w_t"] \
         .startswith("identical (gap ")
+
+
+def test_identity_gaps_do_not_depend_on_the_threads_of_the_caller(setup, results):
+    model_fn, batches = setup
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        again = E.check_identities(model_fn, batches, S.linear_decay(2.0), steps_per_epoch=4)
+        assert torch.get_num_threads() == 2  # the caller's setting is given back
+    finally:
+        torch.set_num_threads(threads)
+    assert [r.gap for r in again] == [r.gap for r in results]  # bitwise: stored claims stay unchanged

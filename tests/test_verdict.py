@@ -138,13 +138,16 @@ def test_a_claim_belongs_to_the_chapters_profile_and_lists_the_profiles_that_tra
     assert "quick profile (trained under cpu, quick), 6 runs" in verdict_table([c])
 
 
-def test_a_claim_is_rewritten_only_when_more_than_its_dates_changed(store):
+def test_a_claim_is_rewritten_only_when_more_than_its_dates_and_devices_changed(store):
     claim(store)
     path = claim_path("ch", "gain", "cpu", store)
     before = path.read_text()
     later = [dict(r, provenance=dict(r["provenance"], date="2027-01-01 00:00:00 UTC")) for r in BETTER]
     claim(store, later)
     assert path.read_text() == before  # same content, other dates: the file is untouched
+    elsewhere = [dict(r, provenance=dict(r["provenance"], device_name="CPU (other, 2 threads)")) for r in BETTER]
+    claim(store, elsewhere)
+    assert path.read_text() == before  # same content from another machine: untouched too
     claim(store, WORSE)
     assert json.loads(path.read_text())["verdict"] == "contradicted"
 
