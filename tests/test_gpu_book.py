@@ -66,7 +66,8 @@ def test_the_time_limit_stops_it_cleanly(tmp_path):
     assert seconds < limit + 30  # the stop, the timings and the archive
     timings = json.loads((tmp_path / "timings.json").read_text())
     assert timings["stopped_by_time_limit"]
-    assert timings["chapters"]["segmentation"]["status"] in ("not started", "not started (time limit)")
+    # segmentation takes a minute at smoke, so it cannot finish; on a fast machine it starts before the limit
+    assert timings["chapters"]["segmentation"]["status"] in ("not started", *gpu_book.STOPPED)
     assert not list((tmp_path / "records").glob(".partial-*"))  # no half-written file left
     for key, record in _records(tmp_path / "records").items():  # what is there is whole and finished
         assert record["status"] in ("finished", "diverged"), key
