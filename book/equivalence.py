@@ -54,13 +54,10 @@ data_root = None  # CIFAR-10's folder; default $LOSSDECAY_DATA, else the user ca
 
 # %% tags=["hide-input"]
 from myst_nb import glue
-import torch
 from IPython.display import Markdown, display
 
 from lossdecay_lib import equivalence as E
 from lossdecay_lib import schedules as S
-from lossdecay_lib.data import CifarBatches, load_cifar10
-from lossdecay_lib.models import PlainNet
 from lossdecay_lib.plots import plot_adam_multiplier, plot_identity_gaps
 from lossdecay_lib.provenance import start_chapter
 
@@ -125,18 +122,14 @@ print(sizes)
 # $10^{-16}$; two different methods drift apart by $10^{-3}$ to $1$.
 
 # %%
-data = load_cifar10("train", data_root, per_class=sizes.per_class, seed=seed,
-                    download=True)
-loader = CifarBatches(data, sizes.batch_size, device="cpu", seed=seed,
-                      dtype=torch.float64)
-batches = E.first_batches(loader.epoch_batches, sizes.steps)
-model_fn = E.seeded(lambda: PlainNet(depth=sizes.depth, widths=sizes.width), seed)
-print(f"{len(data)} CIFAR-10 training images ({data.source} copy), "
-      f"{len(batches)} steps of {sizes.batch_size} ({len(loader)} per epoch); "
+setup = E.identity_setup(sizes, data_root, seed, download=True)
+batches, model_fn = setup.batches, setup.model_fn
+print(f"{setup.images} CIFAR-10 training images ({setup.source} copy), "
+      f"{len(batches)} steps of {sizes.batch_size} ({setup.steps_per_epoch} per epoch); "
       f"PlainNet depth {sizes.depth}, "
       f"widths {model_fn().widths}, float64")
 schedule = S.linear_decay(start=2.0)
-results = E.check_identities(model_fn, batches, schedule, steps_per_epoch=len(loader))
+results = E.check_identities(model_fn, batches, schedule, steps_per_epoch=setup.steps_per_epoch)
 
 # %% [markdown]
 # The verdicts (this cell's printed output is compared by the book's tests, so a change in any
@@ -155,7 +148,7 @@ assert all(r.as_expected for r in results), "an identity failed: see the table a
 
 # %% tags=["nbval-check-output"]
 paper_results = E.check_identities(model_fn, batches, schedule,
-                                   steps_per_epoch=len(loader),
+                                   steps_per_epoch=setup.steps_per_epoch,
                                    identities=E.paper_identities())
 for r in paper_results:
     verdict = "identical" if r.identical else "different"
@@ -180,7 +173,7 @@ glue("eq-figure", fig, display=False)
 # Learning-rate decay would give exactly $w_t$ (dashed).
 
 # %%
-mult = E.adam_step_multiplier(model_fn, batches, schedule, steps_per_epoch=len(loader))
+mult = E.adam_step_multiplier(model_fn, batches, schedule, steps_per_epoch=setup.steps_per_epoch)
 fig = plot_adam_multiplier(mult)
 print(f"weight went {mult.weights[0]:.2f} -> {mult.weights[-1]:.3f}; "
       f"Adam's step multiplier went {mult.measured[0]:.2f} -> {mult.measured[-1]:.3f}")

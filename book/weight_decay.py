@@ -53,14 +53,11 @@ force = False  # True: retrain even where a finished run record exists
 
 # %%
 import numpy as np
-import torch
 from IPython.display import Markdown, display
 
 from lossdecay_lib import equivalence as E
 from lossdecay_lib import experiments, layer_stats
 from lossdecay_lib import schedules as S
-from lossdecay_lib.data import CifarBatches, load_cifar10
-from lossdecay_lib.models import PlainNet
 from lossdecay_lib.plots import plot_layer_curves, plot_metric_bands, plot_step_scales
 from lossdecay_lib.provenance import start_chapter
 from lossdecay_lib.statistics import (ALPHA, compare, format_p, group_by_label,
@@ -108,12 +105,8 @@ display(Markdown(sizes.table(seeds, network=f"plain, depth {depth}, widths {widt
 
 # %%
 check = run.profile.equivalence
-data = load_cifar10("train", data_root, per_class=check.per_class, seed=seed,
-                    download=True)
-loader = CifarBatches(data, check.batch_size, device="cpu", seed=seed,
-                      dtype=torch.float64)
-batches = E.first_batches(loader.epoch_batches, check.steps)
-model_fn = E.seeded(lambda: PlainNet(depth=check.depth, widths=check.width), seed)
+setup = E.identity_setup(check, data_root, seed, download=True)
+batches, model_fn = setup.batches, setup.model_fn
 run_steps = sizes.epochs * (sizes.train_images // sizes.batch_size)
 window = min(1.0, len(batches) / run_steps)  # the window's share of a run (at most all)
 windows = {"first steps of a run": S.linear_decay(start=2.0, end=2.0 * (1 - window)),
@@ -130,12 +123,12 @@ lr_sides = {
 }
 gaps = {}
 for name, schedule in windows.items():
-    left = E.trajectory(model_fn, batches, loss_side, schedule, len(loader))
+    left = E.trajectory(model_fn, batches, loss_side, schedule, setup.steps_per_epoch)
     for side, recipe in lr_sides.items():
-        right = E.trajectory(model_fn, batches, recipe, schedule, len(loader))
+        right = E.trajectory(model_fn, batches, recipe, schedule, setup.steps_per_epoch)
         gaps[name, side] = E.trajectory_gap(left, right)
 print(f"{len(batches)} steps of {check.batch_size} CIFAR-10 images "
-      f"({data.source} copy); PlainNet depth {check.depth}, float64; SGD {sgd}; "
+      f"({setup.source} copy); PlainNet depth {check.depth}, float64; SGD {sgd}; "
       f"the window is {100 * window:.2g}% of a {run_steps}-step run")
 display(Markdown(markdown_table(
     ["loss decay (PyTorch SGD) against"] + list(windows),

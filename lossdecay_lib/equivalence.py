@@ -62,6 +62,8 @@ __all__ = [
     "equivalence_finding",
     "seeded",
     "first_batches",
+    "IdentitySetup",
+    "identity_setup",
 ]
 
 #: Two trajectories whose relative gap stays below this are "identical" (float64 rounding is ~1e-16).
@@ -98,6 +100,33 @@ def first_batches(epochs_of_batches: Callable[[int], Iterable], steps: int) -> L
         if len(out) == before:
             raise ValueError(f"epoch {epoch} gave no batches: is the data smaller than one batch?")
     raise AssertionError("unreachable")
+
+
+@dataclass(frozen=True)
+class IdentitySetup:
+    """What an identity check trains on: the first batches of a run (float64) and a model factory that
+    builds the same initial plain network at every call."""
+
+    batches: List[Tuple[torch.Tensor, torch.Tensor]]
+    model_fn: Callable[[], torch.nn.Module]
+    steps_per_epoch: int
+    images: int
+    source: str
+
+
+def identity_setup(sizes, data_root, seed: int, download: bool = False) -> IdentitySetup:
+    """The float64 setup of the identity checks (the chapters "Loss decay or learning-rate decay?" and
+    "What loss decay changes"): ``sizes.per_class`` CIFAR-10 training images per class, the first
+    ``sizes.steps`` batches of ``sizes.batch_size`` (crop and flip as in training), and a PlainNet of
+    ``sizes.depth`` layers and ``sizes.width`` channels, all seeded by ``seed``."""
+    from .data import CifarBatches, load_cifar10
+    from .models import PlainNet
+
+    data = load_cifar10("train", data_root, per_class=sizes.per_class, seed=seed, download=download)
+    loader = CifarBatches(data, sizes.batch_size, device="cpu", seed=seed, dtype=torch.float64)
+    return IdentitySetup(batches=first_batches(loader.epoch_batches, sizes.steps),
+                         model_fn=seeded(lambda: PlainNet(depth=sizes.depth, widths=sizes.width), seed),
+                         steps_per_epoch=len(loader), images=len(data), source=data.source)
 
 
 @dataclass(frozen=True)

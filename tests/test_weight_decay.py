@@ -7,6 +7,8 @@ on a real plain network and real CIFAR-10 batches; then the training loop's opti
 learning-rate side of it (``weight_decay_over_weight``).
 """
 
+from types import SimpleNamespace
+
 import numpy as np
 import pytest
 import torch
@@ -14,8 +16,6 @@ import torch
 from lossdecay_lib import equivalence as E
 from lossdecay_lib import layer_stats
 from lossdecay_lib import schedules as S
-from lossdecay_lib.data import CifarBatches, load_cifar10
-from lossdecay_lib.models import PlainNet
 from lossdecay_lib.runs import RunStore, run_key
 from lossdecay_lib.schedules import Progress
 from lossdecay_lib.training import AUTHORS_SGD, ClassificationConfig, train_classifier
@@ -24,11 +24,27 @@ from lossdecay_lib.weighting import ScheduledWeight, base_settings
 SGD = dict(AUTHORS_SGD)  # the paper's settings: lr 0.1, momentum 0.95, weight decay 1e-4
 
 
+SIZES = SimpleNamespace(per_class=8, batch_size=16, steps=15, depth=6, width=4)
+
+
 @pytest.fixture(scope="module")
-def real():
-    data = load_cifar10("train", None, per_class=8, seed=0, download=True)
-    loader = CifarBatches(data, 16, device="cpu", seed=0, dtype=torch.float64)
-    return E.seeded(lambda: PlainNet(depth=6, widths=4), seed=0), E.first_batches(loader.epoch_batches, 15), len(loader)
+def setup():
+    return E.identity_setup(SIZES, None, seed=0)
+
+
+@pytest.fixture(scope="module")
+def real(setup):
+    return setup.model_fn, setup.batches, setup.steps_per_epoch
+
+
+def test_the_identity_setup_is_float64_real_data_and_one_initial_network(setup):
+    assert len(setup.batches) == 15 and setup.images == 80 and setup.steps_per_epoch == 5  # 80 images, 16 a batch
+    x, y = setup.batches[0]
+    assert x.dtype == torch.float64 and x.shape == (16, 3, 32, 32) and y.dtype == torch.int64
+    assert not torch.equal(setup.batches[0][0], setup.batches[5][0])  # epoch 2 is reshuffled and re-augmented
+    a, b = setup.model_fn(), setup.model_fn()
+    assert all(p.dtype == torch.float64 and torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters()))
+    assert E.identity_setup(SIZES, None, seed=1).batches[0][0].ne(x).any()  # the seed reaches the data
 
 
 def _gap(real, left, right, schedule=None):
