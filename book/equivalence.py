@@ -124,12 +124,13 @@ print(sizes)
 # %%
 setup = E.identity_setup(sizes, data_root, seed, download=True)
 batches, model_fn = setup.batches, setup.model_fn
+per_epoch = setup.steps_per_epoch
 print(f"{setup.images} CIFAR-10 training images ({setup.source} copy), "
-      f"{len(batches)} steps of {sizes.batch_size} ({setup.steps_per_epoch} per epoch); "
+      f"{len(batches)} steps of {sizes.batch_size} ({per_epoch} per epoch); "
       f"PlainNet depth {sizes.depth}, "
       f"widths {model_fn().widths}, float64")
 schedule = S.linear_decay(start=2.0)
-results = E.check_identities(model_fn, batches, schedule, steps_per_epoch=setup.steps_per_epoch)
+results = E.check_identities(model_fn, batches, schedule, steps_per_epoch=per_epoch)
 
 # %% [markdown]
 # The verdicts (this cell's printed output is compared by the book's tests, so a change in any
@@ -148,7 +149,7 @@ assert all(r.as_expected for r in results), "an identity failed: see the table a
 
 # %% tags=["nbval-check-output"]
 paper_results = E.check_identities(model_fn, batches, schedule,
-                                   steps_per_epoch=setup.steps_per_epoch,
+                                   steps_per_epoch=per_epoch,
                                    identities=E.paper_identities())
 for r in paper_results:
     verdict = "identical" if r.identical else "different"
@@ -173,7 +174,7 @@ glue("eq-figure", fig, display=False)
 # Learning-rate decay would give exactly $w_t$ (dashed).
 
 # %%
-mult = E.adam_step_multiplier(model_fn, batches, schedule, steps_per_epoch=setup.steps_per_epoch)
+mult = E.adam_step_multiplier(model_fn, batches, schedule, steps_per_epoch=per_epoch)
 fig = plot_adam_multiplier(mult)
 print(f"weight went {mult.weights[0]:.2f} -> {mult.weights[-1]:.3f}; "
       f"Adam's step multiplier went {mult.measured[0]:.2f} -> {mult.measured[-1]:.3f}")

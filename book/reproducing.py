@@ -32,13 +32,13 @@ if importlib.util.find_spec("lossdecay_lib") is None:
                     "lossdecay_lib @ git+https://github.com/lossdecay/lossdecay@main"], check=True)
     importlib.invalidate_caches()
 
-# %% tags=["parameters"]
+# %% tags=["parameters", "hide-input"]
 profile = "auto"  # smoke | cpu | gpu | paper | auto
 seed = 0  # unused here; every chapter takes it
 data_root = None  # unused here; every chapter takes it
 force = False  # unused here: this page trains nothing
 
-# %%
+# %% tags=["hide-input"]
 from dataclasses import asdict, fields
 from importlib import metadata
 

@@ -16,6 +16,16 @@
 # %% [markdown]
 # # Verdict
 #
+# ````{admonition} At a glance
+# :class: tip
+# The claims of the profile {glue:md}`verdict-profile` stored by the chapters, in words, at the p
+# adjusted across all of them (the tables below give every number):
+#
+# ```{glue:md} verdict-glance
+# :format: myst
+# ```
+# ````
+#
 # Every chapter that tests a claim of the paper stores its verdict when it is executed
 # (`lossdecay_lib.verdict.claim_from_comparison` or `stated_claim`): the claim, the paper's own number
 # or words, our result with its spread over seeds and its test, and the provenance of the runs behind
@@ -53,14 +63,15 @@ if importlib.util.find_spec("lossdecay_lib") is None:
                     "lossdecay_lib @ git+https://github.com/lossdecay/lossdecay@main"], check=True)
     importlib.invalidate_caches()
 
-# %% tags=["parameters"]
+# %% tags=["parameters", "hide-input"]
 profile = "auto"  # smoke | cpu | gpu | paper | auto: whose stored claims to show
 seed = 0  # unused here (claims carry the seeds of their runs); every chapter takes it
 data_root = None  # unused here; every chapter takes it
 force = False  # unused here: this page trains nothing, it reads the stored claims
 
-# %%
+# %% tags=["hide-input"]
 from IPython.display import Markdown, display
+from myst_nb import glue
 
 from lossdecay_lib.chapters import list_chapters, repo_root
 from lossdecay_lib.plots import plot_claim_differences
@@ -74,6 +85,8 @@ from lossdecay_lib.verdict import (VERDICTS, adjust_claims, chapter_titles,
 run = start_chapter(profile=profile, seed=seed)
 claims = adjust_claims(load_claims(run.profile.name))
 print(f"{len(claims)} claims of the '{run.profile.name}' profile stored")
+glue("verdict-profile", Markdown(f"`{run.profile.name}`"), display=False)
+glue("verdict-glance", Markdown(verdict_sentences(claims)), display=False)
 
 # %% [markdown]
 # ## All claims
@@ -81,7 +94,7 @@ print(f"{len(claims)} claims of the '{run.profile.name}' profile stored")
 # First the paper's claims, then the comparisons the book adds (today's baselines, our own schedules);
 # the adjusted p is computed across both.
 
-# %% tags=["hide-input"]
+# %% tags=["hide-input", "full-width"]
 try:  # in a checkout: chapter titles, and which chapters store claims
     root = repo_root()
     chapters = [n for n in list_chapters(root) if n != "verdict"]

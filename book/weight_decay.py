@@ -33,6 +33,20 @@
 # This chapter derives the identity, checks it to rounding error on a real network, and then trains five
 # settings that separate the schedule's place from the weight decay, recording every layer's weight norm
 # and effective step along the way.
+#
+# ````{admonition} At a glance
+# :class: tip
+# ```{glue:figure} wd-figure
+# Test accuracy of the five settings, with and without weight decay, mean and one standard deviation
+# over seeds.
+# ```
+# **Runs:** {glue:md}`wd-scale`, at every seed of the profile. The identity holds to rounding error
+# (checked below in float64). The verdicts, computed further down from this page's runs (Welch's
+# t-test at 5%):
+# ```{glue:md} wd-verdict
+# :format: myst
+# ```
+# ````
 
 # %% tags=["remove-cell"]
 # Colab, or anywhere the library is missing: install it quietly, pinned to the book's branch.
@@ -45,25 +59,27 @@ if importlib.util.find_spec("lossdecay_lib") is None:
                     "lossdecay_lib @ git+https://github.com/lossdecay/lossdecay@main"], check=True)
     importlib.invalidate_caches()
 
-# %% tags=["parameters"]
+# %% tags=["parameters", "hide-input"]
 profile = "auto"  # smoke | cpu | gpu | paper | auto
 seed = 0  # first seed; the profile says how many seeds each setting runs
 data_root = None  # CIFAR-10's folder; default $LOSSDECAY_DATA, else the user cache
 force = False  # True: retrain even where a finished run record exists
 
-# %%
+# %% tags=["hide-input"]
 import numpy as np
 from IPython.display import Markdown, display
+from myst_nb import glue
 
 from lossdecay_lib import equivalence as E
 from lossdecay_lib import experiments, layer_stats
 from lossdecay_lib import schedules as S
 from lossdecay_lib.plots import plot_layer_curves, plot_metric_bands, plot_step_scales
 from lossdecay_lib.provenance import start_chapter
-from lossdecay_lib.statistics import (ALPHA, compare, format_p, group_by_label,
-                                      metric_values, summarize, verdict_of,
-                                      welch_contrast)
-from lossdecay_lib.tables import markdown_table
+from lossdecay_lib.statistics import (ALPHA, compare, finished, format_p,
+                                      group_by_label, metric_values, summarize,
+                                      verdict_of, welch_contrast)
+from lossdecay_lib.tables import (epoch_tests_table, scale_name, summary_table,
+                                  values_table)
 from lossdecay_lib.training import AUTHORS_SGD, train_classifier, train_seeds
 
 run = start_chapter(profile=profile, seed=seed, data_root=data_root, force=force)
@@ -72,6 +88,9 @@ seeds = run.seeds
 depth = sizes.depths[0]
 widths = f"{sizes.width}/{2 * sizes.width}/{4 * sizes.width}"
 display(Markdown(sizes.table(seeds, network=f"plain, depth {depth}, widths {widths}")))
+configs = experiments.weight_decay(run.profile.name)
+glue("wd-scale", Markdown(scale_name(run.profile.name, next(iter(configs.values())))),
+     display=False)
 
 # %% [markdown]
 # ## The identity
@@ -103,7 +122,7 @@ display(Markdown(sizes.table(seeds, network=f"plain, depth {depth}, widths {widt
 # the rate the weight falls in this page's runs: the first steps of a run, and its last steps, where
 # $\lambda / w_t$ is largest.
 
-# %%
+# %% tags=["hide-input"]
 check = run.profile.equivalence
 setup = E.identity_setup(check, data_root, seed, download=True)
 batches, model_fn = setup.batches, setup.model_fn
@@ -130,9 +149,9 @@ for name, schedule in windows.items():
 print(f"{len(batches)} steps of {check.batch_size} CIFAR-10 images "
       f"({setup.source} copy); PlainNet depth {check.depth}, float64; SGD {sgd}; "
       f"the window is {100 * window:.2g}% of a {run_steps}-step run")
-display(Markdown(markdown_table(
-    ["loss decay (PyTorch SGD) against"] + list(windows),
-    [[side] + [f"{gaps[w, side]:.1e}" for w in windows] for side in lr_sides])))
+gap_rows = {side: {w: gaps[w, side] for w in windows} for side in lr_sides}
+display(Markdown(values_table(gap_rows, first="loss decay (PyTorch SGD) against",
+                              formats="{:.1e}")))
 
 # %% [markdown]
 # Whether each pair is the same computation (gap below $10^{-9}$, rounding error in float64 is about
@@ -163,14 +182,12 @@ assert all(gaps[w, identity] < 1e-12 for w in windows), "the identity failed: se
 # mean effective step $\lVert \theta_{t+1} - \theta_t \rVert / \lVert \theta_t \rVert$.
 
 # %%
-configs = experiments.weight_decay(run.profile.name)
 runs = train_seeds(train_classifier, list(configs.values()), seeds, data_root=data_root,
                    force=force)
 groups = group_by_label(runs)
 labels = list(configs)
 with_wd, without_wd = labels[:3], labels[3:]
-old = [r["key"] for r in runs
-       if r["status"] == "finished" and not layer_stats.has_layers(r)]
+old = [r["key"] for r in finished(runs) if not layer_stats.has_layers(r)]
 if old:
     print(f"{len(old)} records were trained before weight norms were recorded: "
           f"the layer figures and tests leave them out ({', '.join(old)})")
@@ -191,15 +208,10 @@ fig = plot_metric_bands(
      "without weight decay": {k: groups[k] for k in without_wd}},
     title=f"CIFAR-10 test accuracy, {depth}-layer plain network "
           "(mean and one std over seeds)")
+glue("wd-figure", fig, display=False)
 
-# %%
-rows = []
-for label in labels:
-    s = summarize(groups[label])
-    rows.append([label, f"{100 * s['final_mean']:.2f} +- {100 * s['final_std']:.2f}",
-                 len(s["seeds"]), len(s["diverged"]), f"{s['wall_seconds'] / 60:.1f}"])
-display(Markdown(markdown_table(
-    ["setting", "final test acc. (%)", "seeds", "diverged", "train minutes"], rows)))
+# %% tags=["hide-input"]
+display(Markdown(summary_table(groups, ["final", "seeds", "diverged", "minutes"])))
 
 # %% [markdown]
 # ## Weight norms and effective steps
@@ -235,7 +247,7 @@ fig = plot_layer_curves(
 # - **(1 - 2) - (4 - 5)**, a Welch contrast of the four settings: does removing weight decay change the
 #   difference between loss decay and learning-rate decay?
 
-# %%
+# %% tags=["hide-input"]
 finals = {label: metric_values(groups[label], "final_test_acc") for label in labels}
 pairs = {"1 vs 2": (1, 0), "3 vs 1": (0, 2), "4 vs 5": (4, 3)}
 diffs = {name: compare(groups[labels[b]], groups[labels[t]], direction="different")
@@ -257,7 +269,7 @@ for name, d in {**diffs, "(1 - 2) - (4 - 5)": contrast}.items():
 # is the mechanism at work: loss decay's undiminished weight decay keeps the weights smaller, so the same
 # gradient step turns them further.
 
-# %%
+# %% tags=["hide-input"]
 tests = {"test acc. 1 - 2 (points)":
          layer_stats.epoch_tests(groups[labels[1]], groups[labels[0]])}
 for name, (a, b, key) in {
@@ -267,19 +279,9 @@ for name, (a, b, key) in {
         "effective step 3 / 1": (2, 0, "layer_effective_steps")}.items():
     tests[name] = layer_stats.ratio_tests(groups[labels[a]], groups[labels[b]], key)
 
-
-def cell(t):
-    """A table cell: the accuracy difference (points, +- one standard error) or the
-    ratio, and p."""
-    if "ratio" in t:
-        return f"{t['ratio']:.2f} (p {format_p(t['p'])})"
-    return f"{100 * t['diff']:+.1f} +- {100 * t['se']:.1f} (p {format_p(t['p'])})"
-
-
 n_epochs = min(len(v) for v in tests.values())
-rows = [[e + 1] + [cell(v[e]) for v in tests.values()] for e in range(n_epochs)]
-if rows:
-    display(Markdown(markdown_table(["epoch", *tests], rows)))
+if n_epochs:
+    display(Markdown(epoch_tests_table(tests)))
 else:
     print("no finished runs of settings 1 and 2 with layer records: "
           "no per-epoch comparison")
@@ -306,9 +308,10 @@ parted = {name: layer_stats.parting_epoch([t["p"] for t in v])
 # Whether 1 differs from 2 at all is the claim "Fig. 4d" of the chapter "Schedules compared", on these
 # same runs; it is not stored twice.
 
-# %%
-from lossdecay_lib.verdict import (Precondition, claim_from_comparison, claims_summary,
-                                   runs_compared, runs_contrast)
+# %% tags=["hide-input"]
+from lossdecay_lib.verdict import (Precondition, claim_from_comparison,
+                                   claims_at_a_glance, claims_summary, runs_compared,
+                                   runs_contrast)
 
 fig4d = diffs["1 vs 2"]
 differs = Precondition(
@@ -339,6 +342,7 @@ claims = [
         "not a claim of the paper", runs_compared(g[4], g[3]), direction="different",
         source="book", run=run),
 ]
+glue("wd-verdict", Markdown(claims_at_a_glance(claims)), display=False)
 
 # %% [markdown]
 # ## What we learned
@@ -349,7 +353,7 @@ claims = [
 # %%
 display(Markdown(claims_summary(claims)))
 
-# %%
+# %% tags=["hide-input"]
 for label in labels:
     s = summarize(groups[label])
     print(f"{label}: final test accuracy {100 * s['final_mean']:.1f}% over "
@@ -360,9 +364,9 @@ for name, epoch in parted.items():
     if not any(np.isfinite(t["p"]) for t in tests[name]):
         found = "no epoch could be tested (fewer than 2 seeds a side)"
     elif epoch is None:
-        found = f"not apart (p < {ALPHA}) for good at any of {len(rows)} epochs"
+        found = f"not apart (p < {ALPHA}) for good at any of {n_epochs} epochs"
     else:
-        found = f"apart (p < {ALPHA}) from epoch {epoch + 1} of {len(rows)} to the end"
+        found = f"apart (p < {ALPHA}) from epoch {epoch + 1} of {n_epochs} to the end"
     print(f"{name}: {found}")
 for pair in ("1 / 2", "3 / 1"):
     step, norm = tests[f"effective step {pair}"], tests[f"weight norm {pair}"]

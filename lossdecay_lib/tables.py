@@ -17,7 +17,7 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
 from .runs import RunStore, flat_configs, load_existing
 from .statistics import finished, format_p, jump_epoch, mean_std, metric_values, summarize
 
-__all__ = ["markdown_table", "cost_table", "settings_table", "values_table", "format_pm", "setting_name",
+__all__ = ["markdown_table", "cost_table", "epoch_tests_table", "settings_table", "values_table", "format_pm", "setting_name",
            "SUMMARY_COLUMNS", "summary_table", "mean_pm", "diff_ci", "comparison_columns",
            "comparison_table", "SCALE_PROFILES", "scale_name", "scales_table", "jump_table"]
 
@@ -231,6 +231,22 @@ def jump_table(groups: Dict[str, Sequence[Dict]], epochs: int) -> str:
     std over runs): its epoch, its share of the ``epochs`` of training, its size in points, and the loss
     weight and effective step (lr x weight) in force during that epoch."""
     return summary_table(groups, columns=["final", "best", *_jump_columns(epochs).items()])
+
+
+def epoch_tests_table(tests: Dict[str, Sequence[Dict]]) -> str:
+    """Markdown: one row per epoch, one column per series of per-epoch tests (``{header: tests}``, as
+    :func:`lossdecay_lib.layer_stats.epoch_tests` and :func:`~lossdecay_lib.layer_stats.ratio_tests`
+    give them): a difference of accuracies in points ± one standard error, or a ratio, each with its p.
+    The table stops at the last epoch every series has; "" when one has none."""
+    def cell(t):
+        if "ratio" in t:
+            return f"{t['ratio']:.2f} (p {format_p(t['p'])})"
+        return f"{100 * t['diff']:+.1f} ± {100 * t['se']:.1f} (p {format_p(t['p'])})"
+
+    epochs = min((len(v) for v in tests.values()), default=0)
+    if not epochs:
+        return ""
+    return markdown_table(["epoch", *tests], [[e + 1] + [cell(v[e]) for v in tests.values()] for e in range(epochs)])
 
 
 def cost_table(rows: Sequence[Dict], budgets: Dict[str, Tuple[Sequence[str], float]],

@@ -41,6 +41,25 @@ def test_chapter_has_a_parameters_cell_with_profile_and_seed(name):
     assert re.search(r'^profile = "auto"', src, re.M) and re.search(r"^seed = \d+", src, re.M)
 
 
+#: Pages that are about the book, not a result: no "at a glance" box.
+NO_GLANCE = {"reproducing"}
+FOLDED = {"hide-input", "remove-cell", "remove-input"}
+
+
+@pytest.mark.parametrize("name", CHAPTERS)
+def test_chapter_opens_with_its_result_and_folds_its_setup(name):
+    """The shape of QuantEcon's and d2l's pages: the first text cell says the claim and, in an "At a
+    glance" box, the result; the code cells before the second text cell (install, parameters, imports,
+    bookkeeping) are folded away."""
+    nb = jupytext.read(ROOT / "book" / f"{name}.py")
+    text = [i for i, c in enumerate(nb.cells) if c.cell_type == "markdown"]
+    if name not in NO_GLANCE:
+        assert "{admonition} At a glance" in nb.cells[text[0]].source, f"book/{name}.py: no 'At a glance' box"
+    setup = [c for c in nb.cells[:text[1]] if c.cell_type == "code"]
+    shown = [c.source.splitlines()[0] for c in setup if not FOLDED & set(c.metadata.get("tags", []))]
+    assert setup and not shown, f"book/{name}.py: setup cells shown unfolded: {shown}"
+
+
 def test_papermill_never_writes_over_the_paired_source(tmp_path):
     with pytest.raises(ValueError, match="refusing to write"):
         execute_chapter(ROOT, "schedules", ROOT / "book", {"profile": "smoke"})

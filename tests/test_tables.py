@@ -156,3 +156,13 @@ def test_default_store_is_the_checkouts_records_from_any_folder_in_it(tmp_path, 
     assert RunStore.default().root == outside.resolve() / "records"
     monkeypatch.setenv("LOSSDECAY_RECORDS", str(tmp_path / "env"))
     assert RunStore.default().root == tmp_path / "env"
+
+
+def test_epoch_tests_table_writes_differences_and_ratios_up_to_the_shortest_series():
+    diffs = [dict(diff=0.012, se=0.004, p=0.03), dict(diff=-0.05, se=0.01, p=0.001)]
+    ratios = [dict(ratio=0.8, p=0.2, diff=-0.2, se=0.1)]  # a ratio test's row: the ratio is shown
+    lines = tables.epoch_tests_table({"acc. (points)": diffs, "norm 1 / 2": ratios}).splitlines()
+    assert lines[0] == "| epoch | acc. (points) | norm 1 / 2 |"
+    assert len(lines) == 3  # header, rule, one epoch: the ratio series has one
+    assert lines[2] == "| 1 | +1.2 ± 0.4 (p 0.03) | 0.80 (p 0.2) |"
+    assert tables.epoch_tests_table({"acc.": diffs, "none": []}) == ""
