@@ -94,7 +94,7 @@ glue("verdict-glance", Markdown(verdict_sentences(claims)), display=False)
 # First the paper's claims, then the comparisons the book adds (today's baselines, our own schedules);
 # the adjusted p is computed across both.
 
-# %% tags=["hide-input", "full-width"]
+# %% tags=["hide-input"]
 try:  # in a checkout: chapter titles, and which chapters store claims
     root = repo_root()
     chapters = [n for n in list_chapters(root) if n != "verdict"]
