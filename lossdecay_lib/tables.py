@@ -17,8 +17,8 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
 from .runs import RunStore, flat_configs, load_existing
 from .statistics import finished, format_p, jump_epoch, mean_std, metric_values, summarize
 
-__all__ = ["markdown_table", "cost_table", "epoch_tests_table", "settings_table", "values_table", "format_pm", "setting_name",
-           "SUMMARY_COLUMNS", "summary_table", "mean_pm", "diff_ci", "comparison_columns",
+__all__ = ["markdown_table", "cost_table", "epoch_tests_table", "settings_table", "values_table", "format_pm",
+           "setting_name", "SUMMARY_COLUMNS", "summary_table", "mean_pm", "diff_ci", "comparison_columns",
            "comparison_table", "SCALE_PROFILES", "scale_name", "scales_table", "jump_table"]
 
 
