@@ -160,7 +160,7 @@ def gthg_growth_log10(record: Dict) -> Optional[float]:
     return None if growth is None or growth <= 0 else math.log10(growth)
 
 
-gthg_growth_log10.name = "log10 of the growth of g^T H g (first to last fifth after epoch 1)"
+gthg_growth_log10.name = "the growth of g^T H g (first to last fifth after epoch 1)"
 
 
 def last_epoch_above_threshold(record: Dict, momentum: float, weight_decay: float) -> int:
