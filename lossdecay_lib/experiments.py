@@ -46,7 +46,9 @@ def deep_plain_networks(profile: str) -> Dict[int, Dict[str, ClassificationConfi
 def death_convergence(profile: str) -> Dict[str, ClassificationConfig]:
     """Figs. 2b and 3: the first depth's plain network; fixed and poly(0.9) learning rate, each with a
     constant weight and loss decay 2 -> 0 (Fig. 2b); loss decay 3 -> 0 and the long tail 2 -> 0.1
-    (Fig. 3a); the authors' code weight (stretched so its cliff stays at 70% of training)."""
+    (Fig. 3a); the authors' code weight (stretched so its cliff stays at 70% of training); and the control
+    of the Fig. 2b late-jump claim, loss decay's schedule on the learning rate (the Fig. 4d runs of
+    :func:`schedules_compared`, one key for both chapters)."""
     depth = get_profile(profile).classification.depths[0]
     settings = {
         "fixed lr, constant weight": dict(weight=S.constant(1.0)),
@@ -56,6 +58,7 @@ def death_convergence(profile: str) -> Dict[str, ClassificationConfig]:
         "fixed lr, loss decay 3 -> 0": dict(weight=S.linear_decay(start=3.0)),
         "fixed lr, long tail 2 -> 0.1": dict(weight=S.long_tail(start=2.0, end=0.1)),
         "fixed lr, authors' code weight": dict(weight=S.stretched(S.authors_code_weight(), epochs=100)),
+        "same schedule on the lr (Fig. 4d)": dict(weight=S.linear_decay(start=2.0), weight_place="lr"),
     }
     return {label: _plain(profile, depth, label, **kw) for label, kw in settings.items()}
 

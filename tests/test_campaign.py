@@ -103,6 +103,16 @@ def test_campaign_shares_runs_between_chapters(tmp_path):
     assert todo["done"] == [] and len(todo["missing"]) == 2 * len(get_profile("cpu").classification.depths)
 
 
+@pytest.mark.parametrize("chapter", list(E.CHAPTERS))
+def test_a_chapter_trains_only_the_runs_the_campaign_trains_for_it(chapter):
+    """The campaign trains ``E.CHAPTERS[chapter]``'s runs; a chapter that also trained another chapter's
+    settings (Death convergence once took its Fig. 4d control from "Schedules compared") would train at
+    render time, or race the campaign for the same run."""
+    source = (ROOT / "book" / f"{chapter}.py").read_text()
+    assert set(re.findall(r"experiments\.(\w+)\(", source)) == {chapter}
+    assert source.count("train_seeds(") == 1
+
+
 @pytest.mark.parametrize("args, message", [
     (["--profile", "huge"], "error: unknown profile 'huge'"),
     (["--chapters", "nosuch"], "error: unknown chapter 'nosuch'"),
