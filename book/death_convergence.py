@@ -246,7 +246,7 @@ display(Markdown(claims_summary(claims)))
 #
 # - **No deadlock to break, so the late jump is untestable here.** Only one of the three
 #   constant-weight runs plateaued before the last tenth of training (its best accuracy rose by less
-#   than a point); the other two were still improving, as was every run at the `quick` scale. The
+#   than a point); the other two were still improving (at the `quick` scale, too, only one of three plateaued). The
 #   four late-jump claims are "untestable at this scale".
 # - **Their tests, for what they are worth, show no larger late rise under loss decay.** The largest
 #   one-epoch rise in the last tenth is 4.9 ± 2.5 points under loss decay 2 -> 0, 5.1 ± 4.2 under the
@@ -262,14 +262,14 @@ display(Markdown(claims_summary(claims)))
 # - **Under poly learning-rate decay, loss decay ends 6.6 points below the constant weight**
 #   (44.2 ± 5.0% against 50.8 ± 4.8%, p = 0.18): inconclusive, and in the direction opposite to Fig.
 #   2b's caption. Poly decay already anneals the step; multiplying it by a weight that falls to 0 as
-#   well shrinks the step twice over and stops learning early (the poly panel: the loss-decay curve
-#   flattens from epoch 16 on).
+#   well shrinks the step twice over; in these runs its curve flattens from epoch 16 on (the poly
+#   panel).
 # - **The step, not the loss, is what anneals.** The same 2 -> 0 schedule on the learning rate ends at
 #   50.9 ± 1.8%, loss decay at 45.4 ± 4.6%. Why the two differ, although both shrink the step alike,
 #   is the subject of "What loss decay really changes" (weight decay relative to the gradient).
 #
 # The `gpu` and `paper` profiles run the same comparison at 32x32; the `paper` profile's 100 epochs
-# are where a plateau, and so the paper's late jump, can be tested.
+# may reach a plateau, and so make the paper's late jump testable.
 
 # %% tags=["hide-input"]
 wall = run.finish()

@@ -366,9 +366,8 @@ display(Markdown(claims_summary(claims)))
 #   `quick` scale too ("At every scale"). Most of the spread is the constant weight's: at the
 #   authors' fixed learning rate its test accuracy bounces from epoch to epoch, and one seed falls
 #   from 45% to 23% in its last epoch.
-# - **The curvature-set weight does not anneal, and does not help** (+2.1 points, p = 0.83). Eq. 2's
-#   best weight $w^*$ stayed near 1-2 all along, so the weight hovered around 1.5 (the weight
-#   figure) and, like the constant weight, each run ends wherever the bouncing leaves it: seed 1 was
+# - **The curvature-set weight does not anneal, and does not help** (+2.1 points, p = 0.83). The weight it
+#   set from $w^*$ hovered around 1.2-1.6 all along (the weight figure) and, like the constant weight, each run ends wherever the bouncing leaves it: seed 1 was
 #   at 48% in epoch 18 and ends at 29%. The quadratic model has no gradient noise, and noise is what
 #   a late decay to zero removes; the second-order view does not by itself ask for one.
 # - **Measuring costs 7-8% of each run's wall time** (the table at the top), most of it in
