@@ -266,7 +266,7 @@ display(Markdown(claims_summary(claims)))
 #   panel).
 # - **The step, not the loss, is what anneals.** The same 2 -> 0 schedule on the learning rate ends at
 #   50.9 ± 1.8%, loss decay at 45.4 ± 4.6%. Why the two differ, although both shrink the step alike,
-#   is the subject of "What loss decay really changes" (weight decay relative to the gradient).
+#   is the subject of [What loss decay changes](weight_decay) (weight decay relative to the gradient).
 #
 # The `gpu` and `paper` profiles run the same comparison at 32x32; the `paper` profile's 100 epochs
 # may reach a plateau, and so make the paper's late jump testable.
