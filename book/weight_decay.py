@@ -78,8 +78,8 @@ from lossdecay_lib.provenance import start_chapter
 from lossdecay_lib.statistics import (ALPHA, compare, finished, format_p,
                                       group_by_label, metric_values, summarize,
                                       verdict_of, welch_contrast)
-from lossdecay_lib.tables import (epoch_tests_table, scale_name, summary_table,
-                                  values_table)
+from lossdecay_lib.tables import (epoch_tests_table, scale_name, scales_table,
+                                  summary_table, values_table)
 from lossdecay_lib.training import AUTHORS_SGD, train_classifier, train_seeds
 
 run = start_chapter(profile=profile, seed=seed, data_root=data_root, force=force)
@@ -343,6 +343,15 @@ claims = [
         source="book", run=run),
 ]
 glue("wd-verdict", Markdown(claims_at_a_glance(claims)), display=False)
+
+# %% [markdown]
+# ## At every scale
+#
+# Every setting at every profile whose runs are in the record store (loaded, not trained): the
+# `quick` profile trains on 2,000 images at 32x32, `cpu` on all 50,000 at 16x16.
+
+# %% tags=["hide-input"]
+display(Markdown(scales_table(experiments.weight_decay, seed, current=run.profile.name)))
 
 # %% [markdown]
 # ## What we learned
