@@ -351,7 +351,8 @@ glue("wd-verdict", Markdown(claims_at_a_glance(claims)), display=False)
 # `quick` profile trains on 2,000 images at 32x32, `cpu` on all 50,000 at 16x16.
 
 # %% tags=["hide-input"]
-display(Markdown(scales_table(experiments.weight_decay, seed, current=run.profile.name)))
+display(Markdown(scales_table(experiments.weight_decay, seed,
+                              current=run.profile.name)))
 
 # %% [markdown]
 # ## What we learned
