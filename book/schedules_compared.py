@@ -79,11 +79,10 @@ sizes = run.profile.classification
 seeds = run.seeds
 depth = sizes.depths[0]
 widths = f"{sizes.width}/{2 * sizes.width}/{4 * sizes.width}"
-resnet_epochs = sizes.resnet_epochs or sizes.epochs
 display(Markdown(sizes.table(
     seeds,
     network=f"plain, depth {depth}, widths {widths}; "
-            f"ResNet-34, width {sizes.resnet_width}, {resnet_epochs} epochs",
+            f"ResNet-34, width {sizes.resnet_width}",
 )))
 settings = experiments.schedules_compared(run.profile.name)
 glue("sc-scale", Markdown(scale_name(run.profile.name, next(iter(settings.values())))),
@@ -107,10 +106,9 @@ glue("sc-scale", Markdown(scale_name(run.profile.name, next(iter(settings.values
 # - **authors' code protocol**: their network, a CIFAR ResNet-34 (at this profile's width), with their
 #   per-epoch poly learning rate *and* their code weight, against the same ResNet with poly alone.
 #
-# The `cpu` profile trains the ResNet-34 for 10 epochs instead of 20 (a ResNet epoch costs about twice
-# a plain-40 one; 10 keep each run under 30 minutes) and runs none of today's baselines: both cuts keep
-# the four classification chapters within their 20 core-hours (Reproducing), and today's baselines
-# answer no claim of the paper. The `quick` and `gpu` profiles run them.
+# The `cpu` profile runs none of today's baselines: they answer no claim of the paper, and cutting them
+# keeps the four classification chapters within their 20 core-hours (Reproducing). The `quick` and
+# `gpu` profiles run them.
 
 # %% tags=["hide-input"]
 # the settings above, as the library defines them

@@ -67,8 +67,8 @@ def schedules_compared(profile: str) -> Dict[str, ClassificationConfig]:
     """Fig. 4: the paper's weighting (4a, the authors' code weight), loss decay 2 -> 0, the same schedule
     on the learning rate (4d), a piecewise-constant lr (x0.1 at 50% and 75%) and the random weight
     U(0, 1) (4b) on the first depth's plain network; the authors' code protocol (CIFAR ResNet-34, per-epoch
-    poly lr, with and without their code weight, for the profile's ``resnet_epochs``); and the profile's
-    share of today's baselines (:data:`EXTRA_BASELINES`)."""
+    poly lr, with and without their code weight); and the profile's share of today's baselines
+    (:data:`EXTRA_BASELINES`)."""
     sizes = get_profile(profile).classification
     depth = sizes.depths[0]
     steps = sizes.epochs * (sizes.train_images // sizes.batch_size)
@@ -88,8 +88,7 @@ def schedules_compared(profile: str) -> Dict[str, ClassificationConfig]:
     }
     settings.update({name: extras[name] for name in sizes.extra_baselines})
     configs = {label: _plain(profile, depth, label, **kw) for label, kw in settings.items()}
-    resnet = dict(model="resnet34_cifar", model_settings=dict(width=sizes.resnet_width), label="",
-                  epochs=sizes.resnet_epochs or sizes.epochs)
+    resnet = dict(model="resnet34_cifar", model_settings=dict(width=sizes.resnet_width), label="")
     poly = S.per_epoch(S.poly(0.9))
     for label, kw in {"ResNet-34, poly lr": dict(lr_schedule=poly),
                       "ResNet-34, poly lr x code weight (authors' code)": dict(lr_schedule=poly, weight=code_weight)}.items():

@@ -94,21 +94,12 @@ def test_cpu_profile_trains_on_all_of_cifar10_at_16_pixels():
     assert get_profile("quick").segmentation == get_profile("cpu").segmentation  # shared runs
 
 
-@pytest.mark.parametrize("profile", ["smoke", "quick", "cpu", "gpu", "paper"])
-def test_resnet_runs_take_the_profiles_resnet_epochs(profile):
-    sizes = get_profile(profile).classification
-    configs = E.schedules_compared(profile)
-    resnets = {k: c for k, c in configs.items() if c.model == "resnet34_cifar"}
-    assert len(resnets) == 2
-    assert {c.epochs for c in resnets.values()} == {sizes.resnet_epochs or sizes.epochs}
-    assert {c.epochs for k, c in configs.items() if k not in resnets} == {sizes.epochs}
-    assert set(configs) >= set(sizes.extra_baselines)
-
-
-def test_cpu_resnet_runs_are_shorter_than_the_plain_ones():
-    # a ResNet-34 epoch costs about twice a plain-40 one at cpu sizes (issue 14's 30-minute rule)
-    sizes = get_profile("cpu").classification
-    assert sizes.resnet_epochs is not None and sizes.resnet_epochs < sizes.epochs
+def test_cpu_profile_runs_every_claim_of_schedules_compared_and_no_extra_baseline():
+    # today's baselines answer no claim of the paper; the cpu budget cut them (issue 14)
+    configs = E.schedules_compared("cpu")
+    assert not set(configs) & set(E.EXTRA_BASELINES)
+    assert {c.epochs for c in configs.values()} == {get_profile("cpu").classification.epochs}
+    assert sum(c.model == "resnet34_cifar" for c in configs.values()) == 2
 
 
 def test_campaign_shares_runs_between_chapters(tmp_path):
