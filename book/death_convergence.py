@@ -26,7 +26,7 @@
 # ```
 # **Runs:** {glue:md}`dc-scale`, at every seed of the profile; the other scales' numbers are side by
 # side under "At every scale" below. The verdicts, computed further down from this page's runs
-# (Welch's t-test at 5%):
+# (Welch's t-test at 5%, each claim on its own; the Verdict adjusts for all the book's claims):
 # ```{glue:md} dc-verdict
 # :format: myst
 # ```
