@@ -434,10 +434,11 @@ def _verdict_text(c: Dict) -> str:
 
 def verdict_table(claims: Iterable[Dict], link: Callable[[str], str] = lambda chapter: chapter,
                   title: Callable[[str], str] = lambda chapter: chapter.replace("_", " ")) -> str:
-    """A Markdown table of claims, six columns that fit the page: chapter (linked), claim, paper, ours
-    (with the test and the provenance), p and the p adjusted (Benjamini-Hochberg, across ``claims``
-    unless they come from :func:`adjust_claims` already), and the verdict at the adjusted p (with the
-    claim's own verdict where the adjustment changed it)."""
+    """A Markdown table of claims, six columns: chapter (linked), claim, the verdict at the adjusted p
+    (with the claim's own verdict where the adjustment changed it), p and the p adjusted
+    (Benjamini-Hochberg, across ``claims`` unless they come from :func:`adjust_claims` already), paper,
+    and ours (with the test and the provenance). The verdict comes before the long columns, so that it
+    stays in view where the table is wider than the page."""
     claims = list(claims)
     if not all("p_adjusted" in c for c in claims):
         claims = adjust_claims(claims)
@@ -445,10 +446,10 @@ def verdict_table(claims: Iterable[Dict], link: Callable[[str], str] = lambda ch
     for c in claims:
         direction = c["comparison"]["direction"] if c.get("comparison") else None
         test = _test_text(c) + (f"; claimed: {direction}" if direction else "")
-        rows.append([f"[{title(c['chapter'])}]({link(c['chapter'])})", c["claim"], c["paper"],
-                     f"{c['ours']}; test: {test}; *{_provenance_text(c['provenance'])}*",
-                     _p_text(c), _verdict_text(c)])
-    return markdown_table(["chapter", "claim", "paper", "ours", "p (adjusted)", "verdict"], rows)
+        rows.append([f"[{title(c['chapter'])}]({link(c['chapter'])})", c["claim"], _verdict_text(c),
+                     _p_text(c), c["paper"],
+                     f"{c['ours']}; test: {test}; *{_provenance_text(c['provenance'])}*"])
+    return markdown_table(["chapter", "claim", "verdict", "p (adjusted)", "paper", "ours"], rows)
 
 
 def verdict_counts(claims: Sequence[Dict], key: str = "verdict") -> Dict[str, int]:
