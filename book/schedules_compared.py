@@ -143,10 +143,9 @@ display(Markdown(summary_table(groups, by_final=True)))
 # Around the cliff of the paper's weighting (its weight drops from 1 to about 0.2 after 70% of the
 # epochs), and training against test accuracy at the end (training accuracy counted while training):
 
-# %%
+# %% tags=["hide-input"]
 code_weight = settings["paper's weighting (Fig. 4a)"].weight
-# the weight at the start of each epoch; a run too short for a whole epoch at the cliff
-# (smoke) compares its last two epochs
+# the weight at the start of each epoch (no cliff at a whole epoch: the last two epochs)
 starts = [code_weight.at(e, sizes.epochs) for e in range(sizes.epochs)]
 cliff = next((e for e, w in enumerate(starts) if w < 1), sizes.epochs - 1)
 print(f"weight {starts[cliff - 1]:.2f} at the start of epoch {cliff}, "
