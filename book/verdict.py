@@ -48,9 +48,11 @@
 # at that adjusted p (with the claim's own verdict where the adjustment changes it); the summary below
 # uses the adjusted verdicts. With three seeds a side an exact
 # permutation test, shown beside Welch's, cannot go below p = 0.1: it is a check that needs no
-# normality, not the verdict. In the "ours" column a difference comes with its 95% confidence
-# interval and each side as mean ± standard deviation over its runs, then the test, and the profile,
-# runs, seeds and training time of the records behind it.
+# normality, not the verdict. The "ours" column gives the headline: the difference (the paper's setting
+# minus its baseline) with its 95% confidence interval, the metric, and the two sides as mean ±
+# standard deviation over their runs, the paper's setting first. Every side by name, the test, and the
+# profile, runs, seeds and training time of the records behind each claim are under
+# "What we learned", at the end of this page.
 
 # %% tags=["remove-cell"]
 # Colab, or anywhere the library is missing: install it quietly, pinned to the book's branch.
@@ -151,14 +153,18 @@ print(f"claims read from {store.relative_to(root) if inside else store}")
 # %% [markdown]
 # ## What we learned
 #
-# In words, then claim by claim, at the adjusted p; all of it generated from the stored claims of this
-# page's profile, so it says no more than they do:
+# In words, then claim by claim at the adjusted p, with the whole evidence of each claim, its test and
+# its runs; all of it generated from the stored claims of this page's profile, so it says no more than
+# they do:
 
 # %%
 display(Markdown(verdict_sentences(claims)))
-paper_claims = [c for c in claims if c["source"] == "paper"]
-display(Markdown(claims_summary(paper_claims, key="verdict_adjusted",
-                                link=lambda c: c["chapter"])))
+for source, heading in (("paper", "The paper's claims"),
+                        ("book", "Comparisons the book adds")):
+    these = [c for c in claims if c["source"] == source]
+    if these:
+        display(Markdown(f"**{heading}**\n\n" + claims_summary(
+            these, key="verdict_adjusted", link=lambda c: c["chapter"], details=True)))
 
 # %% [markdown]
 # These are the book's answers at the scale of the profile in the header, no further: "inconclusive"

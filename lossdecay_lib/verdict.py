@@ -326,19 +326,24 @@ def _run_notes(sides: Sequence[Dict]) -> List[str]:
     return notes
 
 
+def _diff_ci(c: Dict, d: int, unit: str = "") -> str:
+    """"+5.0 points (95% CI +2.7 to +7.3)": a comparison's difference, ``unit`` and its interval at ``d``
+    decimals."""
+    lo, hi = c["ci95"]
+    diff = f"{c['diff']:+.{d}f}" if math.isfinite(c["diff"]) else "n/a"
+    return diff + (f" {unit}" if unit else "") + (f" (95% CI {lo:+.{d}f} to {hi:+.{d}f})" if math.isfinite(lo) else "")
+
+
 def _comparison_text(entry: Dict) -> str:
     """"+5.0 points (95% CI +2.7 to +7.3) by <metric>: treatment 46.0 ± 1.0 (n=3) vs baseline ...";
     then the runs left out, and the unmet precondition."""
     c, d = entry["comparison"], _digits(entry["comparison"])
-    lo, hi = c["ci95"]
-    ci = f" (95% CI {lo:+.{d}f} to {hi:+.{d}f})" if math.isfinite(lo) else ""
-    diff = f"{c['diff']:+.{d}f}" if math.isfinite(c["diff"]) else "n/a"
     sides = "; ".join(f"{_side_name(s)}: {_num(s['mean'], d)} ± {_num(s['std'], d)} (n={s['n']}"
                       + (f", weight {s['weight']:+g}" if "weight" in s else "") + ")" for s in c["sides"])
     if "reference" in c:
-        text = f"{sides} {c['unit']} by {c['metric']}, against {c['reference']:.{d}f}: {diff}{ci}"
+        text = f"{sides} {c['unit']} by {c['metric']}, against {c['reference']:.{d}f}: {_diff_ci(c, d)}"
     else:
-        text = f"{diff} {c['unit']}{ci} by {c['metric']}; {sides}"
+        text = f"{_diff_ci(c, d, c['unit'])} by {c['metric']}; {sides}"
     notes = _run_notes(c["sides"])
     if entry["test"].get("untested"):
         notes.append(f"not tested: {entry['test']['untested']}")
@@ -346,6 +351,40 @@ def _comparison_text(entry: Dict) -> str:
     if pre and not pre["held"]:
         notes.append(f"precondition not met: {pre['text']} ({pre['detail']})")
     return text + "".join(f"; {n}" for n in notes)
+
+
+def _first_part(text: str) -> str:
+    """``text`` up to its first "; " outside brackets (a stated claim's first finding, in the chapter's order)."""
+    depth = 0
+    for i, ch in enumerate(text):
+        depth += (ch in "([") - (ch in ")]")
+        if depth == 0 and text.startswith("; ", i):
+            return text[:i]
+    return text
+
+
+def _headline(c: Dict) -> str:
+    """The short "ours" of the Verdict table: the difference with its 95% interval, the metric and the
+    two sides' means, the paper's setting first (a contrast: the difference only; runs against a
+    reference: their mean first), or a stated claim's first finding; then the runs that diverged or
+    trained with negative weights, and an unmet precondition. :func:`claims_summary` with
+    ``details=True`` gives the whole text."""
+    if not c.get("comparison"):
+        head = _first_part(c["ours"])
+    else:
+        comp, d = c["comparison"], _digits(c["comparison"])
+        sides, unit, metric = comp["sides"], comp["unit"], comp["metric"]
+        mean = lambda s: f"{_num(s['mean'], d)} ± {_num(s['std'], d)}"  # noqa: E731
+        if "reference" in comp:
+            head = f"{mean(sides[0])} {unit} by {metric}, against {comp['reference']:.{d}f}: {_diff_ci(comp, d)}"
+        else:
+            head = f"{_diff_ci(comp, d, unit)} by {metric}"
+            head += f": {mean(sides[1])} against {mean(sides[0])}" if len(sides) == 2 else ""
+        for key, what in (("diverged", "diverged"), ("negative_weights", "with negative loss weights")):
+            n = sum(len(side[key]) for side in sides)
+            head += f"; {n} run(s) {what}" if n else ""
+    pre = c["precondition"]
+    return head + ("; precondition not met" if pre and not pre["held"] else "")
 
 
 def _field(value) -> str:
@@ -437,19 +476,21 @@ def verdict_table(claims: Iterable[Dict], link: Callable[[str], str] = lambda ch
     """A Markdown table of claims, six columns: chapter (linked), claim, the verdict at the adjusted p
     (with the claim's own verdict where the adjustment changed it), p and the p adjusted
     (Benjamini-Hochberg, across ``claims`` unless they come from :func:`adjust_claims` already), paper,
-    and ours (with the test and the provenance). The verdict comes before the long columns, so that it
-    stays in view where the table is wider than the page."""
+    and ours: the headline number (:func:`_headline`); the whole evidence, its test and its runs are in
+    :func:`claims_summary` with ``details=True``. The verdict comes before the long columns."""
     claims = list(claims)
     if not all("p_adjusted" in c for c in claims):
         claims = adjust_claims(claims)
-    rows = []
-    for c in claims:
-        direction = c["comparison"]["direction"] if c.get("comparison") else None
-        test = _test_text(c) + (f"; claimed: {direction}" if direction else "")
-        rows.append([f"[{title(c['chapter'])}]({link(c['chapter'])})", c["claim"], _verdict_text(c),
-                     _p_text(c), c["paper"],
-                     f"{c['ours']}; test: {test}; *{_provenance_text(c['provenance'])}*"])
+    rows = [[f"[{title(c['chapter'])}]({link(c['chapter'])})", c["claim"], _verdict_text(c), _p_text(c),
+             c["paper"], _headline(c)] for c in claims]
     return markdown_table(["chapter", "claim", "verdict", "p (adjusted)", "paper", "ours"], rows)
+
+
+def _details(c: Dict) -> str:
+    """The test (with the claimed direction) and the provenance of a claim's runs."""
+    direction = c["comparison"]["direction"] if c.get("comparison") else None
+    test = _test_text(c) + (f"; claimed: {direction}" if direction else "")
+    return f"; test: {test}; *{_provenance_text(c['provenance'])}*"
 
 
 def verdict_counts(claims: Sequence[Dict], key: str = "verdict") -> Dict[str, int]:
@@ -458,9 +499,10 @@ def verdict_counts(claims: Sequence[Dict], key: str = "verdict") -> Dict[str, in
 
 
 def claims_summary(claims: Sequence[Dict], key: str = "verdict",
-                   link: Optional[Callable[[Dict], str]] = None) -> str:
+                   link: Optional[Callable[[Dict], str]] = None, details: bool = False) -> str:
     """Markdown: for each verdict that occurs, how many of ``claims`` have it and which (with their
-    "ours" text), generated from the stored claims so that no prose can go stale."""
+    "ours" text, and with ``details`` the test and the provenance of the runs), generated from the
+    stored claims so that no prose can go stale."""
     lines = []
     for verdict in VERDICTS:
         these = [c for c in claims if c[key] == verdict]
@@ -470,7 +512,7 @@ def claims_summary(claims: Sequence[Dict], key: str = "verdict",
         for c in these:
             where = f"[{c['chapter'].replace('_', ' ')}]({link(c)}): " if link else ""
             p = f" (p {format_p(c['test']['p'])})" if c.get("test") and not c["test"].get("untested") else ""
-            lines.append(f"  - {where}{c['claim']}{p}: {c['ours']}")
+            lines.append(f"  - {where}{c['claim']}{p}: {c['ours']}" + (_details(c) if details else ""))
     return "\n".join(lines) if lines else "No claims are stored for this profile yet."
 
 

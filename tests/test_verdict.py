@@ -81,6 +81,8 @@ def test_diverged_negative_weight_and_unmeasurable_runs_are_counted_and_shown(st
     c = claim(store, treat)
     assert "1 run(s) of decay diverged (seeds [2]), left out" in c["ours"]
     assert "1 run(s) of decay trained with negative loss weights (seeds [0])" in c["ours"]
+    row = verdict_table([c]).splitlines()[2]  # the table's short form keeps both counts
+    assert row.endswith("; 1 run(s) diverged; 1 run(s) with negative loss weights |")
     assert c["comparison"]["sides"][1]["n"] == 2 and c["test"]["n"] == [3, 2]
     assert c["provenance"]["diverged"] == [{"label": "decay", "seed": 2}]
     measurable = lambda r: None if r["config"]["seed"] == 0 else r["final_test_acc"]  # noqa: E731
@@ -121,8 +123,11 @@ def test_stated_claim_keeps_fields_and_rule_and_needs_provenance(store):
                      verdict="supported", rule="supported when the gap is below 1e-9", run=run, store=store)
     assert c["ours"] == "identical: yes; gap: 1.5e-16; rows: [a; b]" and c["test"] is None and c["kind"] == "stated"
     assert c["profile"] == "smoke" and c["provenance"]["runs"] == 0 and c["provenance"]["seeds"] == [4]
-    table = verdict_table([c])
-    assert "*smoke profile, no training runs*" in table and "none: supported when the gap is below 1e-9" in table
+    adjusted = adjust_claims([c])
+    assert "| identical: yes |" in verdict_table(adjusted)  # the table: the first finding only
+    full = claims_summary(adjusted, details=True)
+    assert "*smoke profile, no training runs*" in full and "none: supported when the gap is below 1e-9" in full
+    assert "rows: [a; b]" in full and "rows" not in verdict_table(adjusted)
     with pytest.raises(ValueError, match="the verdict is 'untestable at this scale'"):
         stated_claim("ch", "id", "c", "p", finding={"x": 1}, verdict="supported", rule="r", run=run, store=store,
                      precondition=Precondition("a plateau", False, "0 of 3 runs"))
@@ -135,7 +140,7 @@ def test_a_claim_belongs_to_the_chapters_profile_and_lists_the_profiles_that_tra
     run = start_chapter(profile="quick", quiet=True)
     c = claim_from_comparison("ch", "g", "c", "p", runs_compared(BASE, mixed[3:]), store=store, run=run)
     assert c["profile"] == "quick" and c["provenance"]["trained_under"] == ["cpu", "quick"]
-    assert "quick profile (trained under cpu, quick), 6 runs" in verdict_table([c])
+    assert "quick profile (trained under cpu, quick), 6 runs" in claims_summary([c], details=True)
 
 
 def test_a_claim_is_rewritten_only_when_more_than_its_dates_and_devices_changed(store):
@@ -203,7 +208,13 @@ def test_adjusted_p_across_claims_and_the_verdict_table(store):
     assert lines[0] == "| chapter | claim | verdict | p (adjusted) | paper | ours |"
     assert len(lines) == 6 and "[b ch](b_ch)" in lines[2] and "p \\| q" in lines[2]
     gain = next(line for line in lines if "decay helps" in line)
-    assert "test: Welch's t-test, t = 6.12, df = 4.0; exact permutation p 0.1; claimed: greater; *" in gain
+    assert gain.endswith("| +5.0 points (95% CI +2.7 to +7.3) by final test accuracy: 46.0 ± 1.0 against 41.0 ± 1.0; "
+                         "1 run(s) with negative loss weights |")
+    assert "test:" not in gain  # the table keeps the headline; the test and the runs are in the details
+    untestable = next(line for line in lines if "| untestable" in line or "**untestable" in line)
+    assert untestable.endswith("; precondition not met |")
+    full = claims_summary(claims, key="verdict_adjusted", details=True)
+    assert "test: Welch's t-test, t = 6.12, df = 4.0; exact permutation p 0.1; claimed: greater; *cpu profile" in full
     assert f"| **supported** | 0.0036 (BH {by_id['gain']['p_adjusted']:.3g}) |" in gain
 
 
