@@ -326,6 +326,10 @@ def _run_notes(sides: Sequence[Dict]) -> List[str]:
     return notes
 
 
+def _mean_sd(side: Dict, d: int) -> str:
+    return f"{_num(side['mean'], d)} ± {_num(side['std'], d)}"
+
+
 def _diff_ci(c: Dict, d: int, unit: str = "") -> str:
     """"+5.0 points (95% CI +2.7 to +7.3)": a comparison's difference, ``unit`` and its interval at ``d``
     decimals."""
@@ -338,7 +342,7 @@ def _comparison_text(entry: Dict) -> str:
     """"+5.0 points (95% CI +2.7 to +7.3) by <metric>: treatment 46.0 ± 1.0 (n=3) vs baseline ...";
     then the runs left out, and the unmet precondition."""
     c, d = entry["comparison"], _digits(entry["comparison"])
-    sides = "; ".join(f"{_side_name(s)}: {_num(s['mean'], d)} ± {_num(s['std'], d)} (n={s['n']}"
+    sides = "; ".join(f"{_side_name(s)}: {_mean_sd(s, d)} (n={s['n']}"
                       + (f", weight {s['weight']:+g}" if "weight" in s else "") + ")" for s in c["sides"])
     if "reference" in c:
         text = f"{sides} {c['unit']} by {c['metric']}, against {c['reference']:.{d}f}: {_diff_ci(c, d)}"
@@ -374,15 +378,14 @@ def _headline(c: Dict) -> str:
     else:
         comp, d = c["comparison"], _digits(c["comparison"])
         sides, unit, metric = comp["sides"], comp["unit"], comp["metric"]
-        mean = lambda s: f"{_num(s['mean'], d)} ± {_num(s['std'], d)}"  # noqa: E731
         if "reference" in comp:
-            head = f"{mean(sides[0])} {unit} by {metric}, against {comp['reference']:.{d}f}: {_diff_ci(comp, d)}"
+            head = f"{_mean_sd(sides[0], d)} {unit} by {metric}, against {comp['reference']:.{d}f}: {_diff_ci(comp, d)}"
         else:
             head = f"{_diff_ci(comp, d, unit)} by {metric}"
-            head += f": {mean(sides[1])} against {mean(sides[0])}" if len(sides) == 2 else ""
-        for key, what in (("diverged", "diverged"), ("negative_weights", "with negative loss weights")):
-            n = sum(len(side[key]) for side in sides)
-            head += f"; {n} run(s) {what}" if n else ""
+            head += f": {_mean_sd(sides[1], d)} against {_mean_sd(sides[0], d)}" if len(sides) == 2 else ""
+    for key, what in (("diverged", "diverged"), ("negative_weights", "with negative loss weights")):
+        n = len(c["provenance"][key])
+        head += f"; {n} run(s) {what}" if n else ""
     pre = c["precondition"]
     return head + ("; precondition not met" if pre and not pre["held"] else "")
 
